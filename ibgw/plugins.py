@@ -1,0 +1,201 @@
+"""Plugin loading and the registries built from hooks.
+
+Built-in behaviour lives in :mod:`ibgw.default_plugins` and is registered exactly
+like a third-party plugin. Entry points (group ``ibgw``) are loaded one by one with
+fault isolation: a plugin that fails to import, implements a hook that has no spec,
+or whose hook signatures do not match, is skipped and reported by ``ibgw plugins``.
+``IBGW_LOAD_PLUGINS`` is a comma-separated allow-list of distribution names (an
+empty string loads none).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+
+import pluggy
+
+from . import hookspecs
+
+DEFAULT_PLUGINS = (
+    "ibgw.default_plugins.live_backend",
+    "ibgw.default_plugins.session",
+    "ibgw.default_plugins.accounts",
+    "ibgw.default_plugins.redaction",
+    "ibgw.default_plugins.audit_sink",
+    "ibgw.default_plugins.core_commands",
+    "ibgw.default_plugins.core_fixtures",
+)
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    hooks: list[str] = field(default_factory=list)
+    error: str | None = None
+    builtin: bool = False
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "distribution": self.distribution, "version": self.version,
+                "hooks": self.hooks, "error": self.error, "builtin": self.builtin}
+
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager plus what ibgw tracks: load errors and plugin metadata."""
+
+    def __init__(self):
+        super().__init__("ibgw")
+        self.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+
+    def register_checked(self, plugin, name: str, info: PluginInfo) -> bool:
+        """Register ``plugin`` unless it implements an unknown hook or mismatches a
+        spec; either way record it in ``infos``."""
+        unknown = [n for n in dir(plugin)
+                   if n.startswith("ibgw_") and self.parse_hookimpl_opts(plugin, n) is not None
+                   and not hasattr(hookspecs, n)]
+        if unknown:
+            info.error = f"implements hook(s) with no spec: {', '.join(sorted(unknown))}"
+            self.infos[name] = info
+            return False
+        try:
+            self.register(plugin, name=name)
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            info.error = f"invalid plugin: {type(exc).__name__}: {_first_line(exc)}"
+            self.infos[name] = info
+            return False
+        info.hooks = sorted(h.name for h in (self.get_hookcallers(plugin) or []))
+        self.infos[name] = info
+        return True
+
+    def plugin_name_of(self, impl_function) -> str:
+        for name, plugin in self.list_name_plugin():
+            if getattr(plugin, getattr(impl_function, "__name__", ""), None) is impl_function:
+                return name
+        return "?"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def _allow_list() -> set[str] | None:
+    raw = os.environ.get("IBGW_LOAD_PLUGINS")
+    if raw is None:
+        return None
+    return {_norm(n) for n in raw.split(",") if n.strip()}
+
+
+def _norm(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def load_entrypoint_plugins(pm: PluginManager) -> None:
+    from importlib.metadata import entry_points
+
+    allow = _allow_list()
+    for ep in entry_points(group="ibgw"):
+        dist = getattr(ep, "dist", None)
+        dist_name = dist.name if dist is not None else ep.name
+        if allow is not None and _norm(dist_name) not in allow:
+            continue
+        if pm.has_plugin(ep.name) or ep.name in pm.infos:
+            continue
+        info = PluginInfo(name=ep.name, distribution=dist_name,
+                          version=dist.version if dist is not None else None)
+        try:
+            module = ep.load()
+        except Exception as exc:  # a broken plugin must not break the CLI
+            info.error = f"failed to import: {type(exc).__name__}: {_first_line(exc)}"
+            pm.infos[ep.name] = info
+            continue
+        pm.register_checked(module, ep.name, info)
+
+
+def get_plugin_manager(load_entrypoints: bool = True, extra=()) -> PluginManager:
+    """A fresh plugin manager with the built-in plugins, entry-point plugins (unless
+    ``load_entrypoints`` is false) and ``extra`` plugin objects."""
+    pm = PluginManager()
+    for modname in DEFAULT_PLUGINS:
+        module = importlib.import_module(modname)
+        pm.register_checked(module, modname, PluginInfo(name=modname, distribution="ibgw",
+                                                        version=_core_version(), builtin=True))
+    if load_entrypoints:
+        load_entrypoint_plugins(pm)
+    for plugin in extra:
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        pm.register_checked(plugin, name, PluginInfo(name=name))
+    return pm
+
+
+def _core_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+class DuplicateError(Exception):
+    pass
+
+
+class ReadRegistry:
+    """Reads registered through ``ibgw_register_reads``, with the plugin that
+    registered each one. Registering the same (category, name) twice raises
+    :class:`DuplicateError` naming both plugins."""
+
+    def __init__(self):
+        self.reads: dict[str, object] = {}
+        self.owner: dict[str, str] = {}
+        self.errors: list[str] = []
+
+    def __iter__(self):
+        return iter(self.reads.values())
+
+    def __len__(self):
+        return len(self.reads)
+
+    def get(self, category: str, name: str):
+        return self.reads.get(f"{category} {name}")
+
+    def by_tool_name(self, tool: str):
+        for read in self.reads.values():
+            if read.tool_name == tool:
+                return read
+        return None
+
+    def categories(self) -> dict[str, list]:
+        out: dict[str, list] = {}
+        for read in self.reads.values():
+            out.setdefault(read.category, []).append(read)
+        return out
+
+
+def collect_reads(pm: PluginManager) -> ReadRegistry:
+    from .declarations import Read
+
+    registry = ReadRegistry()
+    for impl in pm.hook.ibgw_register_reads.get_hookimpls():
+        plugin_name = impl.plugin_name
+
+        def register(read, _owner=plugin_name):
+            if not isinstance(read, Read):
+                raise TypeError(f"plugin {_owner} registered {type(read).__name__}, not a Read")
+            if read.key in registry.reads:
+                raise DuplicateError(
+                    f"read '{read.key}' is registered by both {registry.owner[read.key]} and {_owner}")
+            registry.reads[read.key] = read
+            registry.owner[read.key] = _owner
+
+        try:
+            impl.function(register=register)
+        except DuplicateError:
+            raise
+        except Exception as exc:  # one broken plugin must not hide the others' reads
+            registry.errors.append(f"{plugin_name}: {type(exc).__name__}: {_first_line(exc)}")
+            if plugin_name in pm.infos:
+                pm.infos[plugin_name].error = f"registering reads failed: {_first_line(exc)}"
+    return registry
