@@ -14,10 +14,11 @@ hookimpl = pluggy.HookimplMarker("ibgw")
 
 
 @hookspec(firstresult=True)
-def ibgw_backend(config):
+def ibgw_backend(config, pm):
     """Return the transport for this run (first result wins).
 
-    ``config`` is the resolved :class:`ibgw.config.Config`. Return an object with the
+    ``config`` is the resolved :class:`ibgw.config.Config`; ``pm`` is the plugin
+    manager (the fake backend uses it to gather every plugin's fixtures). Return an object with the
     :class:`ibgw.transport.Transport` interface, or ``None`` to let another plugin
     decide. The live gateway transport is the ``trylast`` default.
     """
