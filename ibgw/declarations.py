@@ -131,7 +131,9 @@ class Read:
     unknown fields are dropped) or ``None`` to keep ``columns`` only.
     ``columns`` are the table columns. ``default=True`` makes this read answer
     ``ibgw <category> ARGS``. ``session=False`` marks reads that do not need the
-    broker session (local cache, configuration).
+    broker session (local cache, configuration). ``probe`` holds the parameters
+    ``ibgw probe`` runs the read with to learn whether this gateway serves it
+    (``None``: the read is not probed).
     """
 
     category: str
@@ -146,6 +148,7 @@ class Read:
     description: str = ""
     session: bool = True
     single: bool = False  # one record, rendered as key/value pairs and a JSON object
+    probe: Mapping[str, Any] | None = None  # parameters 'ibgw probe' tries this read with
 
     def __post_init__(self):
         for value, what in ((self.category, "category"), (self.name, "name")):

@@ -121,9 +121,14 @@ def get_plugin_manager(load_entrypoints: bool = True, extra=()) -> PluginManager
     ``load_entrypoints`` is false) and ``extra`` plugin objects."""
     pm = PluginManager()
     for modname in DEFAULT_PLUGINS:
-        module = importlib.import_module(modname)
-        pm.register_checked(module, modname, PluginInfo(name=modname, distribution="ibgw",
-                                                        version=_core_version(), builtin=True))
+        info = PluginInfo(name=modname, distribution="ibgw", version=_core_version(), builtin=True)
+        try:
+            module = importlib.import_module(modname)
+        except Exception as exc:  # even a built-in must not take the whole CLI down
+            info.error = f"failed to import: {type(exc).__name__}: {_first_line(exc)}"
+            pm.infos[modname] = info
+            continue
+        pm.register_checked(module, modname, info)
     if load_entrypoints:
         load_entrypoint_plugins(pm)
     for plugin in extra:

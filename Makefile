@@ -1,0 +1,46 @@
+# ibgw: the two commands a new user needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+PLUGINS := $(sort $(wildcard plugins/ibgw-*))
+EXAMPLES := $(sort $(wildcard examples/ibgw-*))
+EDITABLES := $(foreach p,$(PLUGINS) $(EXAMPLES),-e $(p))
+STAMP := $(VENV)/.ibgw-installed
+DEPS := setup.cfg pyproject.toml $(wildcard plugins/*/pyproject.toml) $(wildcard examples/*/pyproject.toml)
+
+.PHONY: demo test lint bench install clean
+
+$(STAMP): $(DEPS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -e '.[test,mcp]' $(EDITABLES)
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	@echo '$$ ibgw --backend fake status'
+	@$(VENV)/bin/ibgw --backend fake status
+	@echo; echo '$$ ibgw --backend fake accounts'
+	@$(VENV)/bin/ibgw --backend fake accounts
+	@for cmd in "fx rate USD EUR" "options expirations SPY" "greeks SPY --month APR26 --strike 500 --right C" \
+	            "calendar hours AAPL" "news AAPL --limit 5" "fundamentals AAPL"; do \
+	  set -- $$cmd; \
+	  if $(VENV)/bin/ibgw --help | grep -q "^  $$1 "; then \
+	    echo; echo "\$$ ibgw --backend fake $$cmd"; $(VENV)/bin/ibgw --backend fake $$cmd || exit $$?; fi; \
+	done
+	@echo; echo '$$ ibgw --backend fake --scenario missing-session status   # exit 3'
+	@$(VENV)/bin/ibgw --backend fake --scenario missing-session status; echo "exit $$?"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: $(STAMP) lint
+	$(PY) -m pytest -q -n 2 tests $(foreach p,$(PLUGINS) $(EXAMPLES),$(p)/tests)
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,231 @@
+"""The ``ibgw`` command line, built by :func:`create_cli` from the plugin manager.
+
+Imports nothing heavy at module top: ``ibgw --help`` stays fast. Every read
+becomes ``ibgw <category> <read>``; a category's default read also answers
+``ibgw <category> ARGS``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .errors import EXIT_INTERNAL, IbgwError
+
+GLOBAL_OPTIONS = ("backend", "scenario", "gateway_url", "verify_tls", "ca_bundle", "tls_fingerprint",
+                  "config", "output", "debug", "timeout", "account", "latency_ms")
+
+EPILOG = """Exit codes: 0 ok, 1 internal error, 2 usage or configuration, 3 manual_action_required,
+4 unavailable, 5 not served or not entitled, 6 refused by the read-only policy, 7 audit unavailable."""
+
+
+def _handle(ctx: click.Context, exc: BaseException) -> int:
+    from .app import App
+    from .output import emit, emit_error
+
+    app = ctx.find_object(App)
+    fmt = app.output if app is not None else "table"
+    if isinstance(exc, IbgwError):
+        emit_error(exc, fmt)
+        return exc.exit_code
+    debug = bool(app and app.flags.get("debug"))
+    if fmt == "json":
+        import json
+
+        emit(json.dumps({"error": {"state": None, "reason": "internal-error",
+                                   "message": f"internal error ({type(exc).__name__})",
+                                   "hint": "Run with --debug for details."}}) + "\n", err=True)
+    else:
+        emit(f"ibgw: internal error ({type(exc).__name__}); run with --debug for details\n", err=True)
+    if debug:
+        import traceback
+
+        emit("".join(traceback.format_exception(type(exc), exc, None if exc.__cause__ else exc.__traceback__,
+                                                chain=False)), err=True)
+    return EXIT_INTERNAL
+
+
+class IbgwGroup(click.Group):
+    """A group that refuses duplicate command names and turns errors into exit codes."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.owners: dict[str, str] = {}
+        self.current_owner = "ibgw"
+        self.conflicts: list[str] = []
+
+    def add_command(self, cmd, name=None):
+        name = name or cmd.name
+        if name in self.commands:
+            message = (f"command '{name}' is registered by both {self.owners.get(name, '?')} and "
+                       f"{self.current_owner}; the second was not added")
+            self.conflicts.append(message)
+            return
+        self.owners[name] = self.current_owner
+        super().add_command(cmd, name)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            ctx.exit(130)
+        except BrokenPipeError:
+            ctx.exit(EXIT_INTERNAL)
+        except Exception as exc:
+            ctx.exit(_handle(ctx, exc))
+
+
+class CategoryGroup(click.Group):
+    """A category of reads; ``default_read`` answers when the first argument is not
+    one of the category's commands (``ibgw news AAPL``)."""
+
+    def __init__(self, *args, default_read: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.default_read = default_read
+
+    def parse_args(self, ctx, args):
+        if (self.default_read and args and args[0] not in self.commands
+                and args[0] not in ctx.help_option_names):
+            args = [self.default_read, *args]
+        return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx, formatter):
+        if self.default_read:
+            formatter.write_usage(ctx.command_path, f"[{self.default_read.upper()} ARGS] | COMMAND [ARGS]...")
+        else:
+            super().format_usage(ctx, formatter)
+
+
+def _output_option():
+    return click.Option(["-o", "--output", "output_fmt"], type=click.Choice(["table", "json", "csv"]),
+                        default=None, help="Output format (overrides the global -o).")
+
+
+def read_command(read) -> click.Command:
+    """Build the click command for a ``Read``; parameters are validated by the
+    runner so CLI and MCP check input identically."""
+    params: list[click.Parameter] = []
+    for p in read.params:
+        if p.argument:
+            params.append(click.Argument([p.name], required=p.required and not p.multiple,
+                                         nargs=-1 if p.multiple else 1,
+                                         metavar=p.metavar or p.name.upper()))
+        elif p.type == "bool":
+            params.append(click.Option([f"{p.option_name}/--no-{p.option_name[2:]}", p.name],
+                                       default=None, help=p.help))
+        else:
+            kind = click.Choice(list(p.choices)) if p.type == "choice" else None
+            params.append(click.Option([p.option_name, p.name], type=kind, multiple=p.multiple,
+                                       default=None, metavar=p.metavar, help=p.help
+                                       + (" (required)" if p.required else "")
+                                       + (f" [default: {p.default}]" if p.default not in (None, (), []) else "")))
+    params.append(_output_option())
+
+    def callback(output_fmt=None, **values):
+        from .app import current_app
+        from .output import emit, render
+        from .runner import run_read
+
+        app = current_app()
+        if output_fmt:
+            app.flags["output"] = output_fmt
+        values = {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()}
+        outcome = run_read(app, read, values, actor="cli")
+        fmt = app.output
+        emit(render(outcome.records, read.columns, fmt, single=read.single))
+        notes = list(outcome.notes)
+        if outcome.provenance == "undocumented" and fmt == "table":
+            notes.append(f"served by an undocumented endpoint ({outcome.variant})")
+        for note in notes:
+            emit(f"note: {note}\n", err=True)
+
+    return click.Command(read.name, params=params, callback=callback, help=read.help,
+                         short_help=read.summary)
+
+
+def _global_options(f):
+    options = [
+        click.option("--backend", type=click.Choice(["live", "fake"]), default=None,
+                     help="live gateway (default) or the offline fake backend."),
+        click.option("--scenario", default=None, metavar="NAME", help="Fake backend scenario."),
+        click.option("--gateway-url", default=None, metavar="URL",
+                     help="Gateway API root [default: https://localhost:5000/v1/api]."),
+        click.option("--verify-tls/--no-verify-tls", "verify_tls", default=None,
+                     help="Verify the gateway's TLS certificate (off only for exact local hosts)."),
+        click.option("--ca-bundle", default=None, metavar="PEM", help="CA bundle that signs the gateway's certificate."),
+        click.option("--tls-fingerprint", default=None, metavar="SHA256", help="Pinned SHA-256 certificate fingerprint."),
+        click.option("--config", "config", default=None, metavar="PATH", help="Configuration file (TOML)."),
+        click.option("-o", "--output", type=click.Choice(["table", "json", "csv"]), default=None,
+                     help="Output format [default: table]."),
+        click.option("--timeout", type=float, default=None, metavar="SECONDS", help="Deadline per gateway call."),
+        click.option("--account", default=None, metavar="ID", help="Account to use (default: the first)."),
+        click.option("--latency-ms", type=int, default=None, hidden=True),
+        click.option("--debug", is_flag=True, default=None, help="Redacted diagnostics on stderr."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def create_cli(pm=None) -> click.Group:
+    """A fresh ``ibgw`` click group built from ``pm`` (a new plugin manager with
+    entry points loaded when ``None``). Duplicate command names are refused and
+    reported, never silently replaced."""
+    from .app import App
+    from .plugins import collect_reads, get_plugin_manager
+
+    if pm is None:
+        pm = get_plugin_manager()
+    reads = collect_reads(pm)
+
+    @click.group(cls=IbgwGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+    @_global_options
+    @click.version_option(package_name="ibgw", prog_name="ibgw")
+    @click.pass_context
+    def cli(ctx, **flags):
+        """ibgw: read-only access to the IBKR Client Portal Gateway.
+
+        Reports whether the broker session is usable, keeps it alive, and answers
+        contextual reads. It never places, changes or cancels anything.
+        """
+        app = App(pm, {k: v for k, v in flags.items() if v is not None}, reads=reads)
+        ctx.obj = app
+        ctx.call_on_close(app.close)
+        from . import redact
+
+        redact.install_logging(bool(flags.get("debug")))
+        for conflict in cli.conflicts + reads.errors:
+            click.echo(f"ibgw: warning: {conflict}", err=True)
+
+    for impl in pm.hook.ibgw_register_commands.get_hookimpls():
+        cli.current_owner = impl.plugin_name
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:
+            info = pm.infos.get(impl.plugin_name)
+            if info is not None:
+                info.error = f"registering commands failed: {type(exc).__name__}"
+    for category, items in sorted(reads.categories().items()):
+        cli.current_owner = reads.owner[items[0].key]
+        defaults = [r.name for r in items if r.default]
+        group = CategoryGroup(category, default_read=defaults[0] if defaults else None,
+                              help=f"{category.capitalize()} reads." if len(items) > 1 else items[0].summary,
+                              context_settings={"help_option_names": ["-h", "--help"]})
+        for read in items:
+            group.add_command(read_command(read))
+        cli.add_command(group)
+    cli.current_owner = "ibgw"
+    cli.reads = reads
+    return cli
+
+
+def main(argv=None) -> None:
+    try:
+        cli = create_cli()
+    except Exception as exc:  # plugin loading itself failed: still one line
+        sys.stderr.write(f"ibgw: error: could not start ({type(exc).__name__})\n")
+        sys.exit(EXIT_INTERNAL)
+    cli.main(args=argv, prog_name="ibgw")

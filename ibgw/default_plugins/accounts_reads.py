@@ -1,0 +1,147 @@
+"""Fetch functions and schemas for the built-in account reads (imported lazily)."""
+
+from marshmallow import Schema, fields
+
+from ibgw.endpoints import PORTFOLIO_ACCOUNTS, PORTFOLIO_LEDGER, PORTFOLIO_POSITIONS, PORTFOLIO_SUMMARY
+from ibgw.errors import Unavailable
+from ibgw.parse import integer, number
+
+MAIN_METRICS = ("netliquidation", "totalcashvalue", "settledcash", "buyingpower", "availablefunds",
+                "excessliquidity", "initmarginreq", "maintmarginreq", "equitywithloanvalue",
+                "grosspositionvalue", "cushion", "daytradesremaining", "accruedcash")
+MAX_PAGES = 2000
+
+
+class AccountSchema(Schema):
+    account = fields.String()
+    alias = fields.String(allow_none=True)
+    type = fields.String(allow_none=True)
+    currency = fields.String(allow_none=True)
+    trading_type = fields.String(allow_none=True)
+    business_type = fields.String(allow_none=True)
+
+
+class SummarySchema(Schema):
+    metric = fields.String()
+    amount = fields.Float(allow_none=True)
+    currency = fields.String(allow_none=True)
+    value = fields.String(allow_none=True)
+
+
+class LedgerSchema(Schema):
+    currency = fields.String()
+    cash_balance = fields.Float(allow_none=True)
+    settled_cash = fields.Float(allow_none=True)
+    net_liquidation = fields.Float(allow_none=True)
+    stock_market_value = fields.Float(allow_none=True)
+    option_market_value = fields.Float(allow_none=True)
+    unrealized_pnl = fields.Float(allow_none=True)
+    realized_pnl = fields.Float(allow_none=True)
+    interest = fields.Float(allow_none=True)
+    dividends = fields.Float(allow_none=True)
+    exchange_rate = fields.Float(allow_none=True)
+
+
+class PositionSchema(Schema):
+    account = fields.String(allow_none=True)
+    conid = fields.Integer(allow_none=True)
+    description = fields.String(allow_none=True)
+    ticker = fields.String(allow_none=True)
+    asset_class = fields.String(allow_none=True)
+    position = fields.Float(allow_none=True)
+    mkt_price = fields.Float(allow_none=True)
+    mkt_value = fields.Float(allow_none=True)
+    currency = fields.String(allow_none=True)
+    avg_cost = fields.Float(allow_none=True)
+    unrealized_pnl = fields.Float(allow_none=True)
+    realized_pnl = fields.Float(allow_none=True)
+    expiry = fields.String(allow_none=True)
+    strike = fields.Float(allow_none=True)
+    right = fields.String(allow_none=True)
+
+
+def _s(value):
+    return value if isinstance(value, str) and value else None
+
+
+def fetch_accounts(ctx):
+    data = ctx.call(PORTFOLIO_ACCOUNTS)
+    ctx.gateway._primed.add("portfolio-accounts")
+    if not isinstance(data, list):
+        raise Unavailable("unexpected answer from /portfolio/accounts", reason="malformed-response")
+    rows = []
+    for a in data:
+        if not isinstance(a, dict):
+            continue
+        rows.append({"account": a.get("accountId") or a.get("id"), "alias": _s(a.get("accountAlias")),
+                     "type": _s(a.get("type")), "currency": _s(a.get("currency")),
+                     "trading_type": _s(a.get("tradingType")), "business_type": _s(a.get("businessType"))})
+    return rows
+
+
+def fetch_summary(ctx, account=None, all=False):
+    acct = ctx.account(account)
+    data = ctx.call(PORTFOLIO_SUMMARY, path={"accountId": acct})
+    if not isinstance(data, dict):
+        raise Unavailable("unexpected answer from the account summary", reason="malformed-response")
+    rows = []
+    names = sorted(data) if all else [m for m in MAIN_METRICS if m in data]
+    for name in names:
+        entry = data.get(name)
+        if not isinstance(entry, dict) or entry.get("isNull") is True:
+            continue
+        value = entry.get("value")
+        rows.append({"metric": name, "amount": number(entry.get("amount")),
+                     "currency": _s(entry.get("currency")),
+                     "value": value if isinstance(value, str) and name != "accountcode" else None})
+    return rows
+
+
+def fetch_ledger(ctx, account=None):
+    acct = ctx.account(account)
+    data = ctx.call(PORTFOLIO_LEDGER, path={"accountId": acct})
+    if not isinstance(data, dict):
+        raise Unavailable("unexpected answer from the ledger", reason="malformed-response")
+    rows = []
+    for key in sorted(data, key=lambda k: (k == "BASE", k)):
+        e = data[key]
+        if not isinstance(e, dict):
+            continue
+        rows.append({"currency": key, "cash_balance": number(e.get("cashbalance")),
+                     "settled_cash": number(e.get("settledcash")),
+                     "net_liquidation": number(e.get("netliquidationvalue")),
+                     "stock_market_value": number(e.get("stockmarketvalue")),
+                     "option_market_value": number(e.get("stockoptionmarketvalue")),
+                     "unrealized_pnl": number(e.get("unrealizedpnl")),
+                     "realized_pnl": number(e.get("realizedpnl")),
+                     "interest": number(e.get("interest")), "dividends": number(e.get("dividends")),
+                     "exchange_rate": number(e.get("exchangerate"))})
+    return rows
+
+
+def position_row(p: dict) -> dict:
+    strike = number(p.get("strike"))
+    return {"account": _s(p.get("acctId")), "conid": integer(p.get("conid")),
+            "description": _s(p.get("contractDesc")) or _s(p.get("fullName")),
+            "ticker": _s(p.get("ticker")), "asset_class": _s(p.get("assetClass")),
+            "position": number(p.get("position")), "mkt_price": number(p.get("mktPrice")),
+            "mkt_value": number(p.get("mktValue")), "currency": _s(p.get("currency")),
+            "avg_cost": number(p.get("avgCost")), "unrealized_pnl": number(p.get("unrealizedPnl")),
+            "realized_pnl": number(p.get("realizedPnl")), "expiry": _s(p.get("expiry")),
+            "strike": strike if strike else None, "right": _s(p.get("putOrCall"))}
+
+
+def fetch_positions(ctx, account=None):
+    acct = ctx.account(account)
+    rows: list[dict] = []
+    for page in range(MAX_PAGES):
+        data = ctx.call(PORTFOLIO_POSITIONS, path={"accountId": acct, "pageId": page})
+        if not data:
+            break
+        if not isinstance(data, list):
+            raise Unavailable("unexpected answer from positions", reason="malformed-response")
+        rows.extend(position_row(p) for p in data if isinstance(p, dict))
+        size = next((p.get("pageSize") for p in data if isinstance(p, dict) and p.get("pageSize")), 100)
+        if len(data) < (integer(size) or 100):
+            break
+    return rows

@@ -1,0 +1,134 @@
+"""Built-in commands that are not reads: plugins, config, probe, doctor, mcp."""
+
+import click
+
+from ibgw.hookspecs import hookimpl
+
+PROBE_COLUMNS = ("read", "result", "provenance", "variant", "detail")
+
+
+def _app():
+    from ibgw.app import current_app
+
+    return current_app()
+
+
+def _emit(records, columns, single=False):
+    from ibgw.output import emit, render
+
+    emit(render(records, columns, _app().output, single=single))
+
+
+@click.command()
+def plugins():
+    """Installed plugins: name, version, hooks, load errors."""
+    app = _app()
+    rows = []
+    for info in sorted(app.pm.infos.values(), key=lambda i: (i.builtin, i.name)):
+        d = info.as_dict()
+        if app.output == "table":
+            d["hooks"] = ", ".join(h.removeprefix("ibgw_") for h in info.hooks)
+        rows.append(d)
+    _emit(rows, ("name", "distribution", "version", "hooks", "error"))
+
+
+@click.group()
+def config():
+    """Show, check and locate the configuration."""
+
+
+@config.command("show")
+def config_show():
+    """The effective configuration and where each value came from (no secrets)."""
+    cfg = _app().config.public_dict()
+    _emit([cfg], tuple(cfg), single=True)
+
+
+@config.command("check")
+def config_check():
+    """Validate the configuration: exit 0 when valid, 2 with one line when not."""
+    cfg = _app().config
+    click.echo(f"ok: gateway_url {cfg.gateway_url} (verify_tls={'on' if cfg.verify_tls else 'off'})")
+
+
+@config.command("path")
+def config_path():
+    """Print the configuration file path."""
+    from ibgw import redact
+    from ibgw.config import default_config_path
+
+    app = _app()
+    path = app.flags.get("config") or default_config_path()
+    click.echo(redact.text(path))
+
+
+@click.command()
+@click.argument("categories", nargs=-1)
+def probe(categories):
+    """Validate every contextual read against this gateway: which variant works,
+    documented or undocumented, or not served / not entitled."""
+    from ibgw.probe import run_probe
+
+    app = _app()
+    known = {r.category for r in app.reads}
+    bad = [c for c in categories if c not in known]
+    if bad:
+        from ibgw.errors import UsageError
+
+        raise UsageError(f"unknown category {bad[0]!r}; installed: {', '.join(sorted(known))}")
+    status, rows = run_probe(app, categories)
+    if app.output == "table":
+        click.echo(f"session: {status['state']} ({status['reason']})"
+                   + (f", {status['build']}" if status.get("build") else ""), err=True)
+    _emit(rows, PROBE_COLUMNS)
+
+
+@click.command()
+@click.pass_context
+def doctor(ctx):
+    """One report: configuration, session state, plugins, and the last probe table."""
+    from ibgw.default_plugins.session import check_status
+    from ibgw.errors import STATE_EXIT
+    from ibgw.output import emit, render
+    from ibgw.probe import last_probe
+
+    app = _app()
+    fmt = app.output
+    cfg = app.config.public_dict()
+    st = check_status(app, actor="doctor").as_dict()
+    plugin_rows = [{"name": i.name, "version": i.version, "error": i.error}
+                   for i in sorted(app.pm.infos.values(), key=lambda i: i.name) if not i.builtin]
+    probe_entry = last_probe(app)
+    probe_rows = list((probe_entry or {}).get("reads", {}).values())
+    if fmt == "json":
+        import json
+
+        emit(json.dumps({"config": cfg, "session": st, "plugins": plugin_rows,
+                         "probe": {"build": (probe_entry or {}).get("build"), "reads": probe_rows}},
+                        indent=2) + "\n")
+    else:
+        emit("== configuration\n" + render([cfg], tuple(cfg), "table", single=True))
+        emit("\n== session\n" + render([st], ("state", "reason", "message", "hint", "build"), "table", single=True))
+        emit("\n== plugins\n" + render(plugin_rows, ("name", "version", "error"), "table"))
+        emit("\n== probe\n" + (render(probe_rows, PROBE_COLUMNS, "table") if probe_rows
+                               else "(no probe yet: run 'ibgw probe')\n"))
+    ctx.exit(STATE_EXIT[st["state"]])
+
+
+@click.command()
+def mcp():
+    """Serve every read as a read-only MCP tool over stdio (needs: pip install "ibgw[mcp]")."""
+    from ibgw.errors import ConfigError
+
+    try:
+        from ibgw.mcp_server import serve
+    except ImportError:
+        raise ConfigError('mcp: the MCP SDK is not installed (pip install "ibgw[mcp]")',
+                          reason="mcp-missing") from None
+    serve(_app())
+
+
+@hookimpl
+def ibgw_register_commands(cli):
+    for command in (plugins, config, probe, doctor, mcp):
+        cli.add_command(command)

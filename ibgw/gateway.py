@@ -1,0 +1,226 @@
+"""The gateway facade: the only code path from ibgw to the network.
+
+``Gateway.call(endpoint, ...)`` checks, in order: the endpoint is one the read
+declared (or a core endpoint), the read-only policy allows its (method, path
+template), every parameter matches its declared pattern, the final encoded request
+passes the policy again, the session guard is clear, and the pacing slot is free.
+Only then does the transport send. Answers are parsed as strict JSON; secrets in
+them are harvested for redaction; HTTP outcomes become session states.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from urllib.parse import quote
+
+from . import endpoints as core_endpoints
+from .declarations import Endpoint
+from .errors import (
+    IbgwError,
+    ManualActionRequired,
+    NotServed,
+    PolicyRefused,
+    Unavailable,
+    UsageError,
+)
+from .session import REASONS, SessionGuard, SessionStatus
+from .transport import Request, Response, TransportError
+
+SESSION_PATHS = {core_endpoints.AUTH_STATUS.path, core_endpoints.TICKLE.path}
+NOT_FOUND_MARKERS = (b"Resource not found", b"Not Found")
+
+
+def error_for(reason: str, **kw) -> IbgwError:
+    """The exception for a session reason code, with its message and hint."""
+    state, message, hint = REASONS[reason]
+    kind = ManualActionRequired if state == "manual_action_required" else Unavailable
+    return kind(kw.pop("message", message), reason=reason, hint=kw.pop("hint", hint))
+
+
+class Gateway:
+    """One read's view of the gateway. Thread-safe: a read may run several calls
+    in flight (the pacer keeps the rate)."""
+
+    def __init__(self, transport, config, *, pacer=None, guard: SessionGuard | None = None,
+                 auditor=None, allowed: Iterable[Endpoint] | None = None, command: str = "",
+                 pm=None, needs_session: bool = True):
+        self.transport = transport
+        self.config = config
+        self.pacer = pacer
+        self.guard = guard
+        self.auditor = auditor
+        self.command = command
+        self.pm = pm
+        self.needs_session = needs_session
+        self.allowed = None if allowed is None else {e.key for e in allowed} | {
+            e.key for e in core_endpoints.CORE}
+        self.calls = 0
+        self._lock = threading.Lock()
+        # prerequisites already satisfied by this transport (shared by gateways of one process)
+        self._primed = transport.__dict__.setdefault("_ibgw_primed", set())
+
+    # -- public -------------------------------------------------------------
+    def call(self, endpoint: Endpoint, *, path: Mapping | None = None, query: Mapping | None = None,
+             body: Mapping | None = None, prerequisites: bool = True):
+        """Send one declared request and return the parsed JSON answer (``None`` for 204)."""
+        self._check_declared(endpoint)
+        if endpoint.path not in SESSION_PATHS and self.needs_session and self.guard is not None:
+            if self.guard.blocked():
+                raise error_for("keepalive-expired")
+        if prerequisites:
+            self._prerequisites(endpoint)
+        request = self._build(endpoint, path or {}, query or {}, body)
+        return self._send(endpoint, request)
+
+    def session_status(self) -> SessionStatus:
+        status = self.pm.hook.ibgw_session_status(gateway=self) if self.pm else None
+        if status is None:
+            from .default_plugins.session import ibgw_session_status
+
+            status = ibgw_session_status(self)
+        return status
+
+    # -- checks -------------------------------------------------------------
+    def _deny(self, endpoint: Endpoint, message: str, reason: str = "refused-by-policy"):
+        if self.auditor is not None:
+            self.auditor.denied(self.command, endpoint.method, endpoint.path, reason)
+        raise PolicyRefused(message, reason=reason)
+
+    def _check_declared(self, endpoint: Endpoint) -> None:
+        from .policy import is_denied
+
+        denied = is_denied(endpoint.method, endpoint.path)
+        if denied:
+            self._deny(endpoint, f"refused by the read-only policy: {endpoint.method} {endpoint.path}")
+        if self.allowed is not None and endpoint.key not in self.allowed:
+            self._deny(endpoint, f"refused: {endpoint.method} {endpoint.path} is not declared by this read",
+                       reason="undeclared-endpoint")
+        if endpoint.provenance == "undocumented" and not getattr(self.config, "allow_undocumented", True):
+            raise NotServed(f"{endpoint.method} {endpoint.path} is undocumented and allow_undocumented is off",
+                            reason="undocumented-disabled",
+                            hint="Set allow_undocumented = true to use endpoints outside IBKR's spec.")
+
+    def _prerequisites(self, endpoint: Endpoint) -> None:
+        p = endpoint.path
+        if p.startswith("/iserver/marketdata/") and "iserver-accounts" not in self._primed:
+            self.call(core_endpoints.ISERVER_ACCOUNTS, prerequisites=False)
+            self._primed.add("iserver-accounts")
+        elif (p.startswith("/portfolio/") and p not in ("/portfolio/accounts", "/portfolio/subaccounts")
+              and "portfolio-accounts" not in self._primed):
+            self.call(core_endpoints.PORTFOLIO_ACCOUNTS, prerequisites=False)
+            self._primed.add("portfolio-accounts")
+
+    def _value(self, endpoint: Endpoint, name: str, value) -> str:
+        pattern = endpoint.params.get(name)
+        if pattern is None:
+            raise PolicyRefused(f"refused: parameter '{name}' is not declared for {endpoint.path}",
+                                reason="undeclared-parameter")
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, float) and value.is_integer():
+            text = str(int(value))
+        else:
+            text = str(value)
+        if not re.fullmatch(pattern, text):
+            raise UsageError(f"invalid value for {name}", reason="invalid-parameter")
+        return text
+
+    def _build(self, endpoint: Endpoint, path: Mapping, query: Mapping, body: Mapping | None) -> Request:
+        from .policy import check_request
+
+        missing = [v for v in endpoint.path_vars if v not in path]
+        if missing:
+            raise UsageError(f"missing path parameter {missing[0]}", reason="invalid-parameter")
+        final = endpoint.path
+        for var in endpoint.path_vars:
+            final = final.replace("{" + var + "}", quote(self._value(endpoint, var, path[var]), safe=""))
+        pairs = []
+        for name, value in query.items():
+            if value is None:
+                continue
+            values = value if isinstance(value, list | tuple) else [value]
+            pairs.extend((name, self._value(endpoint, name, v)) for v in values)
+        data = None
+        if endpoint.method == "POST":
+            payload = {}
+            for name, value in (body or {}).items():
+                if value is None:
+                    continue
+                self._check_body_value(endpoint, name, value)
+                payload[name] = value
+            data = json.dumps(payload, separators=(",", ":")).encode()
+        elif body:
+            raise PolicyRefused(f"refused: GET {endpoint.path} with a body", reason="body-on-get")
+        check_request(endpoint.method, final, tuple(pairs))
+        deadline = time.monotonic() + float(getattr(self.config, "timeout", 15.0))
+        return Request(endpoint.method, final, tuple(pairs), data, deadline, endpoint.path)
+
+    def _check_body_value(self, endpoint: Endpoint, name: str, value) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                self._check_body_value(endpoint, f"{name}.{k}", v)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                self._check_body_value(endpoint, name, item)
+        else:
+            self._value(endpoint, name, value)
+
+    # -- sending ------------------------------------------------------------
+    def _send(self, endpoint: Endpoint, request: Request):
+        if self.pacer is not None and getattr(self.transport, "paced", True):
+            self.pacer.acquire([endpoint.pacing], request.deadline)
+        with self._lock:
+            self.calls += 1
+        try:
+            response = self.transport.send(request)
+        except TransportError as exc:
+            reason = exc.kind if exc.kind in REASONS else "gateway-down"
+            raise error_for(reason) from None
+        return self._interpret(endpoint, response)
+
+    def _interpret(self, endpoint: Endpoint, response: Response):
+        from . import redact
+        from .jsonstrict import MalformedJSON, loads_strict
+
+        status, body = response.status, response.body
+        stripped = body.lstrip()[:512]
+        if status == 204 or (200 <= status < 300 and not body.strip()):
+            return None
+        if 200 <= status < 300:
+            if "html" in (response.content_type or "").lower() or stripped.startswith(b"<"):
+                raise error_for("login-page")
+            try:
+                data = loads_strict(body)
+            except MalformedJSON:
+                raise error_for("malformed-response") from None
+            redact.harvest(data)
+            if isinstance(data, dict) and data.get("error") == "no session":
+                raise error_for("no-session")
+            return data
+        if status == 401:
+            raise error_for("not-logged-in")
+        if status == 403:
+            raise error_for("forbidden")
+        if status == 404:
+            if stripped.startswith(b"Access Denied"):
+                raise error_for("ip-not-allowed")
+            raise NotServed(f"this gateway build does not serve {endpoint.method} {endpoint.path}",
+                            reason="not-served", tried=[endpoint.key],
+                            hint="Run 'ibgw probe' to see which reads this gateway serves.")
+        if status == 400:
+            if b"no bridge" in body or b"Init session first" in body:
+                raise error_for("no-bridge")
+            raise UsageError(f"the gateway rejected the request to {endpoint.path} (400)",
+                             reason="gateway-rejected",
+                             hint="Check the symbol, conid or account you gave.")
+        if status == 429:
+            raise error_for("rate-limited")
+        if status >= 500:
+            raise error_for("gateway-error")
+        if 300 <= status < 400:
+            raise error_for("redirect-refused")
+        raise error_for("unexpected-status")

@@ -1,0 +1,86 @@
+"""``ibgw probe``: which reads this gateway build serves, and through which variant.
+
+Each read that declares ``probe`` parameters is run once with them (within the
+pacing limits, audited like any read). The table is kept per gateway and build in
+the state directory; reads consult it to try the working variant first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from .errors import AuditUnavailable, IbgwError, NotServed, SessionError
+
+PROBE_FILE = "probe.json"
+
+
+def _path(app) -> str:
+    return os.path.join(app.config.state_dir, PROBE_FILE)
+
+
+def _load(app) -> dict:
+    try:
+        with open(_path(app), encoding="utf-8") as fh:
+            data = json.load(fh)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def probe_result_for(app, read) -> dict | None:
+    entry = _load(app).get(app.cache_key())
+    if not isinstance(entry, dict):
+        return None
+    result = (entry.get("reads") or {}).get(read.key)
+    return result if isinstance(result, dict) else None
+
+
+def last_probe(app) -> dict | None:
+    entry = _load(app).get(app.cache_key())
+    return entry if isinstance(entry, dict) else None
+
+
+def run_probe(app, categories=()) -> tuple[dict, list[dict]]:
+    """Probe every read (of ``categories`` if given). Returns the session status as
+    a dict and one row per read."""
+    from .default_plugins.session import check_status
+    from .runner import run_read
+
+    status = check_status(app, actor="probe")
+    rows: list[dict] = []
+    wanted = set(categories)
+    for read in sorted(app.reads, key=lambda r: r.key):
+        if wanted and read.category not in wanted:
+            continue
+        row = {"read": read.key, "result": "", "variant": None, "provenance": None, "detail": ""}
+        if read.probe is None:
+            row.update(result="skipped", detail="no probe declared")
+        elif not status.usable:
+            row.update(result=status.state, detail=status.reason)
+        else:
+            try:
+                outcome = run_read(app, read, dict(read.probe), actor="probe")
+                row.update(result="works", variant=outcome.variant, provenance=outcome.provenance,
+                           detail=f"{len(outcome.records)} rows")
+            except NotServed as exc:
+                row.update(result="not entitled" if exc.reason == "not-entitled" else "not served",
+                           detail="; ".join(exc.tried) or exc.reason)
+            except AuditUnavailable:
+                raise
+            except SessionError as exc:
+                row.update(result=exc.state, detail=exc.reason)
+            except IbgwError as exc:
+                row.update(result="error", detail=exc.reason)
+        rows.append(row)
+    if status.usable:
+        data = _load(app)
+        data[app.cache_key()] = {"build": status.build, "time": int(time.time()),
+                                 "reads": {r["read"]: r for r in rows}}
+        os.makedirs(app.config.state_dir, mode=0o700, exist_ok=True)
+        tmp = _path(app) + f".{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, _path(app))
+    return status.as_dict(), rows
