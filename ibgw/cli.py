@@ -65,6 +65,28 @@ class IbgwGroup(click.Group):
         self.owners[name] = self.current_owner
         super().add_command(cmd, name)
 
+    def parse_args(self, ctx, args):
+        """Accept ``-o FORMAT`` anywhere (``ibgw plugins -o json``) as the global option."""
+        rest, fmt, i = [], None, 0
+        while i < len(args):
+            a = args[i]
+            if a == "--":
+                rest += args[i:]
+                break
+            if a in ("-o", "--output") and i + 1 < len(args):
+                fmt, i = args[i + 1], i + 2
+                continue
+            if a.startswith("--output="):
+                fmt = a.split("=", 1)[1]
+            elif a.startswith("-o") and len(a) > 2 and not a.startswith("--"):
+                fmt = a[2:]
+            else:
+                rest.append(a)
+            i += 1
+        if fmt is not None:
+            rest = ["--output", fmt, *rest]
+        return super().parse_args(ctx, rest)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -87,8 +109,8 @@ class CategoryGroup(click.Group):
         self.default_read = default_read
 
     def parse_args(self, ctx, args):
-        if (self.default_read and args and args[0] not in self.commands
-                and args[0] not in ctx.help_option_names):
+        if self.default_read and (not args or (args[0] not in self.commands
+                                               and args[0] not in ctx.help_option_names)):
             args = [self.default_read, *args]
         return super().parse_args(ctx, args)
 
@@ -97,11 +119,6 @@ class CategoryGroup(click.Group):
             formatter.write_usage(ctx.command_path, f"[{self.default_read.upper()} ARGS] | COMMAND [ARGS]...")
         else:
             super().format_usage(ctx, formatter)
-
-
-def _output_option():
-    return click.Option(["-o", "--output", "output_fmt"], type=click.Choice(["table", "json", "csv"]),
-                        default=None, help="Output format (overrides the global -o).")
 
 
 def read_command(read) -> click.Command:
@@ -122,16 +139,13 @@ def read_command(read) -> click.Command:
                                        default=None, metavar=p.metavar, help=p.help
                                        + (" (required)" if p.required else "")
                                        + (f" [default: {p.default}]" if p.default not in (None, (), []) else "")))
-    params.append(_output_option())
 
-    def callback(output_fmt=None, **values):
+    def callback(**values):
         from .app import current_app
         from .output import emit, render
         from .runner import run_read
 
         app = current_app()
-        if output_fmt:
-            app.flags["output"] = output_fmt
         values = {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()}
         outcome = run_read(app, read, values, actor="cli")
         fmt = app.output

@@ -77,6 +77,9 @@ class Endpoint:
             if var not in self.params:
                 raise ValueError(f"endpoint {self.path}: path variable {var!r} needs a pattern")
 
+    def __hash__(self):
+        return hash((self.method, self.path, self.provenance, self.pacing))
+
     @property
     def path_vars(self) -> tuple[str, ...]:
         return tuple(_TEMPLATE_VAR.findall(self.path))

@@ -19,6 +19,11 @@ def _emit(records, columns, single=False):
     emit(render(records, columns, _app().output, single=single))
 
 
+def _config_rows(app) -> list[dict]:
+    return [{"field": k, "value": v.get("value"), "source": v.get("source")}
+            for k, v in app.config.public_dict().items()]
+
+
 @click.command()
 def plugins():
     """Installed plugins: name, version, hooks, load errors."""
@@ -40,14 +45,24 @@ def config():
 @config.command("show")
 def config_show():
     """The effective configuration and where each value came from (no secrets)."""
-    cfg = _app().config.public_dict()
-    _emit([cfg], tuple(cfg), single=True)
+    _emit(_config_rows(_app()), ("field", "value", "source"))
 
 
 @config.command("check")
-def config_check():
-    """Validate the configuration: exit 0 when valid, 2 with one line when not."""
-    cfg = _app().config
+@click.option("--gateway-url", default=None, metavar="URL", help="Check this gateway URL.")
+@click.option("--verify-tls/--no-verify-tls", "verify_tls", default=None)
+@click.option("--ca-bundle", default=None, metavar="PEM")
+@click.option("--tls-fingerprint", default=None, metavar="SHA256")
+def config_check(**overrides):
+    """Validate the configuration: exit 0 when valid, 2 with one line when not.
+
+    Options given here override the global ones, so a URL can be checked on its own:
+    ibgw config check --gateway-url https://localhost:5000/v1/api --no-verify-tls
+    """
+    app = _app()
+    app.flags.update({k: v for k, v in overrides.items() if v is not None})
+    app._config = None
+    cfg = app.config
     click.echo(f"ok: gateway_url {cfg.gateway_url} (verify_tls={'on' if cfg.verify_tls else 'off'})")
 
 
@@ -94,7 +109,7 @@ def doctor(ctx):
 
     app = _app()
     fmt = app.output
-    cfg = app.config.public_dict()
+    cfg = _config_rows(app)
     st = check_status(app, actor="doctor").as_dict()
     plugin_rows = [{"name": i.name, "version": i.version, "error": i.error}
                    for i in sorted(app.pm.infos.values(), key=lambda i: i.name) if not i.builtin]
@@ -107,7 +122,7 @@ def doctor(ctx):
                          "probe": {"build": (probe_entry or {}).get("build"), "reads": probe_rows}},
                         indent=2) + "\n")
     else:
-        emit("== configuration\n" + render([cfg], tuple(cfg), "table", single=True))
+        emit("== configuration\n" + render(cfg, ("field", "value", "source"), "table"))
         emit("\n== session\n" + render([st], ("state", "reason", "message", "hint", "build"), "table", single=True))
         emit("\n== plugins\n" + render(plugin_rows, ("name", "version", "error"), "table"))
         emit("\n== probe\n" + (render(probe_rows, PROBE_COLUMNS, "table") if probe_rows
