@@ -1,0 +1,20 @@
+"""The core's canned gateway answers for the fake backend.
+
+Every ``*.json`` file of the package ``ibgw.fixtures`` (the top-level
+``fixtures/`` folder of the source tree): session and auth status, tickle,
+``/sso/validate``, account discovery, positions and contract search. The fake
+backend (``ibgw-fake``) routes requests to them; see ``ibgw_fake.router`` for
+the format.
+"""
+
+from importlib.resources import files
+
+from ibgw.hookspecs import hookimpl
+
+
+@hookimpl
+def ibgw_fake_fixtures(register):
+    folder = files("ibgw.fixtures")
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".json"):
+            register(entry)
