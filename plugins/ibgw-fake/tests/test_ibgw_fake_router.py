@@ -480,3 +480,10 @@ def test_router_without_plugin_manager_serves_the_core_fixtures():
     router = FakeRouter(None)
     assert router.errors == []
     assert get(router, "/portfolio/accounts").status == 200
+
+
+def test_duplicate_routes_within_one_fixture_skip_that_fixture():
+    route = {"method": "GET", "path": "/twice", "response": 1}
+    router = FakeRouter(make_pm(FixturePlugin(fixture(route, route))))
+    assert any("route GET /twice duplicates one from plugin0:<dict>" in e for e in router.errors)
+    assert get(router, "/twice").status == 404

@@ -676,13 +676,20 @@ class FakeRouter:
                 except FixtureError as exc:
                     errors.append(f"{plugin}: {exc}")
                     continue
-                clash = next((r for r in new_routes if r.key in keys), None)
+                own: dict[tuple, str] = {}
+                clash = None
+                for r in new_routes:
+                    if r.key in keys or r.key in own:
+                        clash = r
+                        break
+                    own[r.key] = r.source
                 clash_s = next(
                     (s for s in new_scen if s.name in scenarios or s.name in SCENARIOS), None
                 )
                 if clash is not None:
                     errors.append(
-                        f"{plugin}: route {clash.describe()} duplicates one from {keys[clash.key]}; skipped"
+                        f"{plugin}: route {clash.describe()} duplicates one from "
+                        f"{keys.get(clash.key, clash.source)}; skipped"
                     )
                     continue
                 if clash_s is not None:
