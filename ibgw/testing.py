@@ -12,6 +12,8 @@ session that has ``ibgw`` installed gets these fixtures without a ``conftest.py`
     run the ``ibgw`` CLI built from ``ibgw_pm`` against the fake backend.
 ``ibgw_fake_gateway`` / ``ibgw_fake_gateway_tls``
     a real loopback HTTP / HTTPS fake Client Portal Gateway.
+``ibgw_responses``
+    a started ``responses`` mock for pinning the live transport's requests.
 
 A plugin test then reads::
 
@@ -148,3 +150,26 @@ def ibgw_fake_gateway_tls(ibgw_pm):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def ibgw_responses(ibgw_env, monkeypatch):
+    """A started ``responses.RequestsMock`` for pinning the live transport's requests.
+
+    ``ibgw_responses.base`` is the default gateway root
+    (``https://localhost:5000/v1/api``); run the CLI with
+    ``ibgw_cli("--backend", "live", ...)``. Pacing sleeps are turned off for the
+    test (the pacer still runs, with every slot free), so a read that makes many
+    calls stays fast. Unused registrations are allowed; assert on
+    ``ibgw_responses.calls`` to pin what was sent.
+    """
+    import time
+
+    import responses
+
+    from ibgw.pacing import Pacer
+
+    monkeypatch.setattr(Pacer, "acquire", lambda self, classes, deadline: time.time())
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.base = "https://localhost:5000/v1/api"
+        yield mock
