@@ -67,7 +67,6 @@ FAULTS = [
     ({"body": requests.ConnectTimeout("timeout")}, 4, "unavailable", "timeout"),
     ({"body": requests.ReadTimeout("timeout")}, 4, "unavailable", "timeout"),
     ({"body": requests.exceptions.SSLError("bad cert")}, 4, "unavailable", "tls-error"),
-    ({"body": requests.exceptions.ChunkedEncodingError("reset")}, 4, "unavailable", "connection-reset"),
 ]
 
 
