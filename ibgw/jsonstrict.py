@@ -1,0 +1,169 @@
+"""Strict JSON for gateway answers.
+
+``loads_strict(data)`` accepts exactly one RFC 8259 JSON text in UTF-8 and raises
+:class:`MalformedJSON` with a short reason code for everything else: an empty body,
+an HTML page, invalid UTF-8, ``NaN``/``Infinity`` (and numbers that overflow to
+infinity), duplicate object keys at any level, nesting deeper than ``max_depth``,
+unpaired surrogate escapes, over-long integers, trailing data. A leading UTF-8 BOM
+is ignored (a body that is only a BOM is ``empty``).
+
+The error never carries the body (``json.JSONDecodeError.doc`` holds all of it) and
+is raised outside the ``except`` block, so no exception chain leads back to it.
+
+The depth check runs before parsing and without recursion: escaped quotes are
+dropped, ``bytes.translate`` deletes every byte but quotes and brackets, string
+contents are dropped with one regular expression, and matched innermost pairs are
+peeled off one level per pass (``max_depth`` passes at most, each a C-speed
+``re.sub`` over a skeleton that is usually a small fraction of the body).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+__all__ = ["MalformedJSON", "loads_strict", "DEFAULT_MAX_DEPTH"]
+
+DEFAULT_MAX_DEPTH = 64
+
+EMPTY = "empty"
+HTML = "html"
+UTF8 = "invalid-utf8"
+NON_FINITE = "non-finite-number"
+DUPLICATE = "duplicate-key"
+TOO_DEEP = "too-deep"
+TRAILING = "trailing-data"
+SYNTAX = "syntax"
+SURROGATE = "unpaired-surrogate"
+NUMBER = "number-too-long"
+
+_BOM = b"\xef\xbb\xbf"
+_WS = b" \t\r\n"
+_STRING = re.compile(rb'"[^"]*"')
+_NOT_SKELETON = bytes(b for b in range(256) if b not in b'[]{}"')
+_PAIRS = re.compile(rb"\[\]|\{\}")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+class MalformedJSON(ValueError):
+    """The body is not acceptable JSON. ``reason`` is a stable code; ``str()`` is
+    the code and, where useful, a byte offset (never any of the body)."""
+
+    def __init__(self, reason: str, position: int | None = None):
+        self.reason = reason
+        self.position = position
+        super().__init__(reason if position is None else f"{reason} at byte {position}")
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def _constant(name: str):
+    raise _Reject(NON_FINITE)
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Reject(NON_FINITE)
+    return value
+
+
+def _pairs(pairs: list) -> dict:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise _Reject(DUPLICATE)
+    return result
+
+
+def _too_deep(data: bytes, max_depth: int) -> bool:
+    # Escaped backslashes, then escaped quotes (backslash runs pair up from the
+    # left, so this order is exact for valid JSON); then only quotes and brackets
+    # are kept, and what lies between two quotes was inside a string.
+    if b"\\" in data:
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # Dropping adjacent quotes first (an empty string, or the gap between two
+    # strings) leaves only strings that hold brackets for the regex.
+    skeleton = data.translate(None, _NOT_SKELETON).replace(b'""', b"")
+    if b'"' in skeleton:
+        skeleton = _STRING.sub(b"", skeleton)
+    if not skeleton:
+        return False
+    for level in range(max_depth):
+        # After `level` passes the remaining depth is (depth - level): a run of
+        # more openers than the levels still allowed is too deep already.
+        if level % 4 == 0 and re.search(rb"[\[{]{%d}" % (max_depth - level + 1), skeleton):
+            return True
+        skeleton, count = _PAIRS.subn(b"", skeleton)
+        if not skeleton or not count:
+            # Empty: depth <= max_depth. No pair removed: unbalanced brackets, a
+            # syntax error that json.loads reports.
+            return False
+    return True
+
+
+def _has_lone_surrogate(obj) -> bool:
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def loads_strict(data: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> object:
+    """Parse one JSON text from ``data`` or raise :class:`MalformedJSON`."""
+    reason, position, result = _parse(data, max_depth)
+    if reason is not None:
+        raise MalformedJSON(reason, position)
+    return result
+
+
+def _parse(data, max_depth: int):
+    if isinstance(data, bytearray | memoryview):
+        data = bytes(data)
+    if not isinstance(data, bytes):
+        return SYNTAX, None, None
+    if data.startswith(_BOM):
+        data = data[len(_BOM) :]
+    head = data.lstrip(_WS)[:1]
+    if not head:
+        return EMPTY, None, None
+    if head == b"<":
+        return HTML, None, None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return UTF8, exc.start, None
+    if _too_deep(data, max_depth):
+        return TOO_DEEP, None, None
+    reason = position = None
+    try:
+        result = json.loads(
+            text, parse_constant=_constant, parse_float=_float, object_pairs_hook=_pairs
+        )
+    except _Reject as exc:
+        reason = exc.reason
+    except json.JSONDecodeError as exc:
+        reason = TRAILING if exc.msg == "Extra data" else SYNTAX
+        position = len(text[: exc.pos].encode("utf-8"))
+    except RecursionError:
+        reason = TOO_DEEP
+    except ValueError:  # int digits beyond sys.get_int_max_str_digits()
+        reason = NUMBER
+    if reason is not None:
+        return reason, position, None
+    if _SURROGATE_ESCAPE.search(data) and _has_lone_surrogate(result):
+        return SURROGATE, None, None
+    return None, None, result

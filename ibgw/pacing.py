@@ -1,0 +1,196 @@
+"""IBKR's published pacing limits, kept across threads and processes.
+
+A :class:`Pacer` reserves a send slot for each call. For a class ``(n, per)`` from
+:data:`ibgw.declarations.PACING_CLASSES`, any window of ``per * margin`` seconds
+holds at most ``n`` reserved slots of that class; the ``global`` class applies to
+every call as well. Slots live in ``<state_dir>/pacing.json`` as wall-clock times
+(``time.time()``), read and rewritten under an exclusive ``flock`` on
+``<state_dir>/pacing.lock``, so the CLI, the MCP server and any other ibgw process
+on the machine share one budget. The lock is held only to read, decide and write a
+few hundred bytes; the caller sleeps until its slot after releasing it, so several
+calls can be in flight at once while the rate never exceeds the limit.
+
+A slot later than the caller's deadline is not reserved: :meth:`Pacer.acquire`
+raises :class:`ibgw.errors.Unavailable` (reason ``paced``) at once, naming the
+limit and how long to wait. A missing or corrupt state file starts fresh; if the
+state dir cannot be used at all, the pacer keeps slots in this process's memory
+(``Pacer.shared`` is then false) rather than failing the call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Sequence
+
+from .declarations import PACING_CLASSES
+from .errors import Unavailable
+
+STATE_FILE = "pacing.json"
+LOCK_FILE = "pacing.lock"
+_EPS = 1e-6
+
+
+def _window_ok(slots: list[float], t: float, n: int, window: float) -> bool:
+    """Would inserting ``t`` into the sorted ``slots`` keep every run of n+1
+    consecutive slots that includes ``t`` at least ``window`` long?"""
+    merged = sorted([*slots, t])
+    k = merged.index(t)
+    last = len(merged) - 1
+    for i in range(max(0, k - n), min(k, last - n) + 1):
+        if merged[i + n] - merged[i] < window - _EPS:
+            return False
+    return True
+
+
+def _earliest(slots: list[float], now: float, n: int, window: float) -> float:
+    """The earliest time >= now at which one more slot fits this class alone."""
+    for t in sorted({now, *(s + window for s in slots if s + window > now)}):
+        if _window_ok(slots, t, n, window):
+            return t
+    return now  # unreachable: after the last slot + window there is always room
+
+
+class Pacer:
+    """Cross-process sliding-window pacer. Thread-safe."""
+
+    def __init__(self, state_dir: str, margin: float = 1.03):
+        if margin < 1.0:
+            raise ValueError("margin must be >= 1.0")
+        self.state_dir = os.fspath(state_dir)
+        self.margin = float(margin)
+        self._lock = threading.Lock()
+        self._longest = max(per for _, per in PACING_CLASSES.values()) * self.margin
+        self._memory: dict[str, list[float]] = {}
+        #: False while the state dir cannot be used and pacing is per-process only.
+        self.shared = True
+
+    # -- state -----------------------------------------------------------------
+    def _ensure_dir(self) -> None:
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+
+    @contextlib.contextmanager
+    def _locked(self):
+        """Hold the thread lock and, when the state dir is usable, the file lock.
+        Yields whether the shared file is in use (else this process's memory)."""
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        with self._lock:
+            try:
+                self._ensure_dir()
+                fd = os.open(os.path.join(self.state_dir, LOCK_FILE), flags, 0o600)
+            except OSError:
+                self.shared = False
+                yield False
+                return
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self.shared = True
+                yield True
+            finally:
+                os.close(fd)  # closing releases the flock
+
+    def _load(self, now: float, shared: bool) -> dict[str, list[float]]:
+        slots = self._memory
+        if shared:
+            try:
+                with open(os.path.join(self.state_dir, STATE_FILE), encoding="utf-8") as fh:
+                    slots = json.load(fh)["slots"]
+            except (OSError, ValueError, KeyError, TypeError):
+                slots = {}  # missing or corrupt: start fresh
+        if not isinstance(slots, dict):
+            slots = {}
+        state: dict[str, list[float]] = {}
+        for name, times in slots.items():
+            if name not in PACING_CLASSES or not isinstance(times, list):
+                continue
+            window = PACING_CLASSES[name][1] * self.margin
+            keep = [
+                float(t)
+                for t in times
+                if isinstance(t, int | float)
+                and math.isfinite(t)
+                # older than the window: irrelevant. Further ahead than the longest
+                # window: a clock step or a corrupt entry, never a real reservation.
+                and now - window < t <= now + self._longest
+            ]
+            if keep:
+                state[name] = sorted(keep)
+        return state
+
+    def _save(self, state: dict[str, list[float]], shared: bool) -> None:
+        self._memory = state
+        if not shared:
+            return
+        path = os.path.join(self.state_dir, STATE_FILE)
+        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        data = json.dumps({"version": 1, "slots": state}, separators=(",", ":"))
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600
+        )
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except OSError:
+            # Disk full or the dir turned read-only: this process keeps pacing
+            # from memory; the next call tries the file again.
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    # -- public ----------------------------------------------------------------
+    def acquire(self, classes: Sequence[str], deadline: float) -> float:
+        """Reserve the earliest slot that satisfies every class in ``classes`` and
+        ``global``, sleep until it, and return its wall-clock time.
+
+        ``deadline`` is a ``time.monotonic()`` instant. If the slot would fall after
+        it, nothing is reserved and :class:`Unavailable` (reason ``paced``) is
+        raised without sleeping.
+        """
+        names = ["global"] + [c for c in dict.fromkeys(classes) if c != "global"]
+        for name in names:
+            if name not in PACING_CLASSES:
+                raise ValueError(f"unknown pacing class {name!r}")
+        with self._locked() as shared:
+            now = time.time()
+            wall_deadline = now + (deadline - time.monotonic())
+            state = self._load(now, shared)
+            limits = {
+                name: (PACING_CLASSES[name][0], PACING_CLASSES[name][1] * self.margin)
+                for name in names
+            }
+            slot = self._slot(state, limits, now)
+            if slot > wall_deadline + _EPS:
+                binding = max(names, key=lambda c: _earliest(state.get(c, []), now, *limits[c]))
+                n, per = PACING_CLASSES[binding]
+                wait = max(1, math.ceil(slot - now))
+                raise Unavailable(
+                    f"pacing: no {binding!r} slot before the deadline",
+                    reason="paced",
+                    hint=f"IBKR allows {n} call{'s' if n != 1 else ''} per {per:g} s for this endpoint; "
+                    f"try again in {wait} s",
+                )
+            for name in names:
+                state.setdefault(name, []).append(slot)
+                state[name].sort()
+            self._save(state, shared)
+        delay = slot - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        return slot
+
+    @staticmethod
+    def _slot(
+        state: dict[str, list[float]], limits: dict[str, tuple[int, float]], now: float
+    ) -> float:
+        candidates = {now}
+        for name, (_, window) in limits.items():
+            candidates.update(s + window for s in state.get(name, []) if s + window > now)
+        for t in sorted(candidates):
+            if all(_window_ok(state.get(name, []), t, n, w) for name, (n, w) in limits.items()):
+                return t
+        return now  # unreachable: after every slot + its window there is room
