@@ -1,0 +1,597 @@
+"""Redaction of every output channel: CLI output, MCP answers, logs, audit records.
+
+One process-wide :class:`Redactor` (``REDACTOR``) knows three kinds of secrets:
+
+* **secret keys**: JSON key names whose values are always secret (matched after
+  lowercasing; a name ending in ``*`` matches as a prefix, e.g. ``xyzab*``);
+* **patterns**: regular expressions whose matches are secret wherever they appear in
+  text (a pattern with a named group ``secret`` replaces only that group);
+* **secret values** seen at run time (cookie values, the tickle ``session``, ``userId``,
+  the ``MAC``...), remembered with :func:`add_secret` or :func:`harvest` and replaced
+  everywhere they appear, even inside free text, URL-encoded or JSON-escaped.
+
+:func:`text` also shortens the user's home directory to ``~``. Callers that print use
+:func:`safe_text`, which raises :class:`RedactionFailed` instead of returning anything
+unredacted (fail closed). :func:`install_logging` routes every log record through the
+same redaction (at record creation, so every handler sees redacted records, and again
+on the final formatted line) and keeps the HTTP stack's own debug output off.
+
+Only the standard library is imported here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import threading
+from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
+
+REDACTED = "[redacted]"
+
+# The one list of secret key names (SECURITY.md section 1, reference section 1.4).
+# The default plugin ``ibgw.default_plugins.redaction`` registers exactly this list.
+BUILTIN_KEYS: tuple[str, ...] = (
+    "session",
+    "sessionid",
+    "jsessionid",
+    "x-sess-uuid",
+    "cp",
+    "cp.qa",
+    "cp.alpha",
+    "cp.beta",
+    "api",
+    "api.nn",
+    "api.alpha",
+    "userid",
+    "user_id",
+    "user_name",
+    "username",
+    "credential",
+    "paper_user_name",
+    "ip",
+    "mac",
+    "hardware_info",
+    "cookie",
+    "set-cookie",
+    "authorization",
+    "proxy-authorization",
+    "oauth_token",
+    "bearer_token",
+    "access_token",
+    "refresh_token",
+    "token",
+    "password",
+    "passwd",
+    "secret",
+    "xyzab*",
+)
+
+_VALUE = r"[^\s;,&'\"<>]+"
+_HEADERS = ("cookie", "authorization")
+# (pattern, literals): on ASCII text a pattern runs only if one of its literals occurs
+# in the lowercased text, which keeps redaction of large outputs fast.
+_BUILTIN_RULES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
+    # Header lines, wholesale: "Set-Cookie: ...", "Cookie: ...", "Authorization: ...".
+    (
+        r"(?im)\b(?:set-cookie|cookie|proxy-authorization|authorization)[ \t]*:[ \t]*"
+        r"(?P<secret>[^\r\n]+)",
+        _HEADERS,
+    ),
+    # The same headers inside a repr()/JSON of a header mapping: {'Cookie': '...'}.
+    (
+        r"(?i)(?P<q>['\"])(?:set-cookie|cookie|proxy-authorization|authorization)(?P=q)\s*:\s*"
+        r"(?P<q2>['\"])(?P<secret>(?:(?!(?P=q2)).)*)(?P=q2)",
+        _HEADERS,
+    ),
+    # The websocket cookie api={"session":"..."}.
+    (r"(?i)\bapi=(?P<secret>\{[^}\r\n]*\}?)", ("api=",)),
+    # Cookie pairs: JSESSIONID=..., x-sess-uuid=..., USERID=..., XYZAB...=..., cp=..., api=...
+    (
+        r"(?i)(?<![\w.-])(?:jsessionid|x-sess-uuid|userid|xyzab[\w.]*|sbid|tabid|device\.info|"
+        r"cp(?:\.\w+)?|api(?:\.\w+)?)=(?P<secret>" + _VALUE + r")",
+        (
+            "jsessionid=",
+            "x-sess-uuid=",
+            "userid=",
+            "xyzab",
+            "sbid=",
+            "tabid=",
+            "device.info=",
+            "cp=",
+            "cp.",
+            "api=",
+            "api.",
+        ),
+    ),
+    # Tokens and passwords in query strings or key=value text.
+    (
+        r"(?i)(?:[a-z_]*token|passw(?:or)?d|secret)=(?P<secret>[^\s&#;,'\"<>]+)",
+        ("token=", "passwd=", "password=", "secret="),
+    ),
+    # Bearer credentials.
+    (r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9._~+/-]{8,}=*)", ("bearer",)),
+    # MAC addresses (xx:xx:xx:xx:xx:xx or xx-xx-xx-xx-xx-xx).
+    (
+        r"(?<![0-9A-Fa-f:-])[0-9A-Fa-f]{2}(?P<sep>[:-])[0-9A-Fa-f]{2}(?:(?P=sep)[0-9A-Fa-f]{2}){4}"
+        r"(?![0-9A-Fa-f:-])",
+        None,
+    ),
+)
+BUILTIN_PATTERNS: tuple[str, ...] = tuple(p for p, _ in _BUILTIN_RULES)
+_PREFILTER = {p: lits for p, lits in _BUILTIN_RULES}
+
+_TRIVIAL = frozenset({"true", "false", "null", "none", "nan", "undefined", REDACTED.lower()})
+_TRIVIAL_RE = re.compile(r"^[\s0.:\-]*$")
+MIN_SECRET_LEN = 4
+
+
+class RedactionFailed(Exception):
+    """Redaction could not be completed; the caller must print nothing."""
+
+    def __init__(self, message: str = "redaction failed"):
+        super().__init__(message)
+
+
+class Redactor:
+    """Secret keys, patterns and harvested values, and the functions that remove them."""
+
+    def __init__(self):
+        self._lock = threading.RLock()
+        self._keys: set[str] = set()
+        self._prefixes: tuple[str, ...] = ()
+        self._patterns: list[re.Pattern] = []
+        self._literals: list[tuple[str, ...] | None] = []
+        self._pattern_sources: set[tuple[str, int]] = set()
+        self._secrets: set[str] = set()
+        self._secret_lower: frozenset[str] = frozenset()
+        self._secret_fold: tuple[str, ...] = ()
+        self._secret_re: re.Pattern | None = None
+        self._home_key: object = object()
+        self._home_re: re.Pattern | None = None
+        self.add_keys(BUILTIN_KEYS)
+        self.add_patterns(BUILTIN_PATTERNS)
+
+    # -- registration ---------------------------------------------------------
+    def add_keys(self, keys: Iterable[str]) -> None:
+        """Add secret key names (case-insensitive; ``name*`` matches a prefix)."""
+        with self._lock:
+            prefixes = set(self._prefixes)
+            for key in keys:
+                k = str(key).strip().lower()
+                if not k:
+                    continue
+                if k.endswith("*"):
+                    if k[:-1]:
+                        prefixes.add(k[:-1])
+                else:
+                    self._keys.add(k)
+            self._prefixes = tuple(sorted(prefixes))
+
+    def add_patterns(self, patterns: Iterable[str | re.Pattern]) -> None:
+        """Add regular expressions whose matches are secret (duplicates are ignored)."""
+        with self._lock:
+            for pattern in patterns:
+                compiled = pattern if isinstance(pattern, re.Pattern) else re.compile(pattern)
+                ident = (compiled.pattern, compiled.flags)
+                if ident in self._pattern_sources:
+                    continue
+                self._pattern_sources.add(ident)
+                self._patterns.append(compiled)
+                self._literals.append(
+                    _PREFILTER.get(compiled.pattern) if compiled.flags & re.UNICODE else None
+                )
+
+    def register(self, keys: Iterable[str] = (), patterns: Iterable[str | re.Pattern] = ()) -> None:
+        """The ``register`` callback of the ``ibgw_redaction_rules`` hook."""
+        if isinstance(keys, str):
+            keys = (keys,)
+        if isinstance(patterns, str | re.Pattern):
+            patterns = (patterns,)
+        self.add_keys(keys)
+        self.add_patterns(patterns)
+
+    def is_secret_key(self, key) -> bool:
+        if not isinstance(key, str):
+            return False
+        k = key.lower()
+        return k in self._keys or (bool(self._prefixes) and k.startswith(self._prefixes))
+
+    def add_secret(self, value) -> None:
+        """Remember a secret value; it is replaced wherever it appears from now on."""
+        if value is None or isinstance(value, bool):
+            return
+        s = str(value)
+        stripped = s.strip()
+        if (
+            len(stripped) < MIN_SECRET_LEN
+            or stripped.lower() in _TRIVIAL
+            or _TRIVIAL_RE.match(stripped)
+        ):
+            return
+        variants = {s, stripped}
+        try:
+            variants.add(json.dumps(stripped, ensure_ascii=False)[1:-1])
+            variants.add(json.dumps(stripped, ensure_ascii=True)[1:-1])
+        except (TypeError, ValueError):  # pragma: no cover - str always encodes
+            pass
+        variants.add(quote(stripped, safe=""))
+        variants.add(quote_plus(stripped, safe=""))
+        home_short = self._shorten_home(stripped)
+        if home_short != stripped:
+            variants.add(home_short)
+        variants = {v for v in variants if len(v.strip()) >= MIN_SECRET_LEN}
+        with self._lock:
+            new = variants - self._secrets
+            if not new:
+                return
+            self._secrets |= new
+            self._secret_lower = frozenset(v.lower() for v in self._secrets)
+            self._secret_fold = tuple({v.casefold() for v in self._secrets})
+            self._secret_re = None  # rebuilt on next use
+
+    def harvest(self, obj) -> None:
+        """Remember every value found under a secret key anywhere in ``obj``."""
+        self._harvest(obj, False, 0)
+
+    def _harvest(self, obj, secret: bool, depth: int) -> None:
+        if depth > 200:
+            return
+        if isinstance(obj, dict):
+            for key, value in obj.items():
+                self._harvest(value, secret or self.is_secret_key(key), depth + 1)
+        elif isinstance(obj, list | tuple | set | frozenset):
+            for value in obj:
+                self._harvest(value, secret, depth + 1)
+        elif secret and obj is not None and not isinstance(obj, bool):
+            self.add_secret(obj)
+
+    def harvest_text(self, s: str) -> None:
+        """Remember the secret parts of pattern matches in ``s`` (e.g. header values)."""
+        if not isinstance(s, str):
+            return
+        for pattern in list(self._patterns):
+            for m in pattern.finditer(s):
+                if "secret" in pattern.groupindex and m.group("secret"):
+                    value = m.group("secret")
+                    self.add_secret(value)
+                    for part in re.split(r"[;,]\s*", value):
+                        if "=" in part:
+                            self.add_secret(part.split("=", 1)[1])
+
+    def reset(self) -> None:
+        """Forget harvested secrets and plugin rules; keep the built-ins (tests)."""
+        with self._lock:
+            self._keys = set()
+            self._prefixes = ()
+            self._patterns = []
+            self._literals = []
+            self._pattern_sources = set()
+            self._secrets = set()
+            self._secret_lower = frozenset()
+            self._secret_fold = ()
+            self._secret_re = None
+            self._home_key = object()
+            self._home_re = None
+            self.add_keys(BUILTIN_KEYS)
+            self.add_patterns(BUILTIN_PATTERNS)
+
+    # -- redaction ---------------------------------------------------------------
+    def _secrets_regex(self) -> re.Pattern | None:
+        rx = self._secret_re
+        if rx is None and self._secrets:
+            with self._lock:
+                if self._secret_re is None and self._secrets:
+                    alts = sorted(self._secrets, key=lambda v: (-len(v), v))
+                    # A lookahead finds every (possibly overlapping) occurrence.
+                    self._secret_re = re.compile(
+                        "(?=(" + "|".join(re.escape(a) for a in alts) + "))", re.IGNORECASE
+                    )
+                rx = self._secret_re
+        return rx
+
+    def _home_regex(self) -> re.Pattern | None:
+        key = (os.environ.get("HOME"), os.environ.get("USERPROFILE"))
+        if key == self._home_key:
+            return self._home_re
+        homes = set()
+        for h in (os.path.expanduser("~"), os.environ.get("HOME")):
+            if h:
+                h = h.rstrip("/\\") if len(h) > 1 else h
+                if h and h not in ("/", "\\") and h != "~":
+                    homes.add(h)
+        rx = None
+        if homes:
+            alts = sorted(homes, key=lambda v: (-len(v), v))
+            rx = re.compile("(?:" + "|".join(re.escape(a) for a in alts) + r")(?![\w-]|\.[\w-])")
+        self._home_re = rx
+        self._home_key = key
+        return rx
+
+    def _shorten_home(self, s: str) -> str:
+        rx = self._home_regex()
+        return rx.sub("~", s) if rx is not None else s
+
+    def text(self, s) -> str:
+        """``s`` with secret values, pattern matches and the home directory removed."""
+        if not isinstance(s, str):
+            s = str(s)
+        if not s:
+            return s
+        fold = self._secret_fold
+        # Fast path: str.casefold is a per-character mapping, so an occurrence of a
+        # secret in ``s`` is always an occurrence of its casefold in ``s.casefold()``.
+        rx = None
+        if fold:
+            folded = s.casefold()
+            if any(f in folded for f in fold):
+                rx = self._secrets_regex()
+        if rx is not None:
+            spans: list[list[int]] = []
+            for m in rx.finditer(s):
+                start, end = m.start(), m.start() + len(m.group(1))
+                if spans and start <= spans[-1][1]:
+                    if end > spans[-1][1]:
+                        spans[-1][1] = end
+                else:
+                    spans.append([start, end])
+            if spans:
+                out, pos = [], 0
+                for start, end in spans:
+                    out.append(s[pos:start])
+                    out.append(REDACTED)
+                    pos = end
+                out.append(s[pos:])
+                s = "".join(out)
+        low = s.lower() if s.isascii() else None
+        for pattern, literals in zip(self._patterns, self._literals, strict=False):
+            if literals is not None and low is not None and not any(lit in low for lit in literals):
+                continue
+            if "secret" in pattern.groupindex:
+                s = pattern.sub(_replace_secret_group, s)
+            else:
+                s = pattern.sub(REDACTED, s)
+        return self._shorten_home(s)
+
+    def safe_text(self, s) -> str:
+        """Like :meth:`text`, but any failure raises :class:`RedactionFailed`."""
+        try:
+            return self.text(s)
+        except Exception:
+            raise RedactionFailed() from None
+
+    def data(self, obj):
+        """A deep copy of ``obj`` with secret-keyed values replaced and strings scrubbed."""
+        return self._data(obj, 0)
+
+    def safe_data(self, obj):
+        try:
+            return self.data(obj)
+        except Exception:
+            raise RedactionFailed() from None
+
+    def _data(self, obj, depth: int):
+        if depth > 500:
+            return REDACTED
+        if obj is None or isinstance(obj, bool):
+            return obj
+        if isinstance(obj, str):
+            return self.text(obj)
+        if isinstance(obj, int | float):
+            return REDACTED if str(obj).lower() in self._secret_lower else obj
+        if isinstance(obj, dict):
+            out = {}
+            for key, value in obj.items():
+                new_key = self.text(key) if isinstance(key, str) else key
+                if self.is_secret_key(key) and value is not None:
+                    out[new_key] = REDACTED
+                else:
+                    out[new_key] = self._data(value, depth + 1)
+            return out
+        if isinstance(obj, list | tuple | set | frozenset):
+            return [self._data(v, depth + 1) for v in obj]
+        return self.text(str(obj))
+
+
+def _replace_secret_group(m: re.Match) -> str:
+    start, end = m.span("secret")
+    if start < 0:
+        return REDACTED
+    whole = m.group(0)
+    base = m.start()
+    return whole[: start - base] + REDACTED + whole[end - base :]
+
+
+REDACTOR = Redactor()
+
+
+def add_keys(keys: Iterable[str]) -> None:
+    REDACTOR.add_keys(keys)
+
+
+def add_patterns(patterns: Iterable[str | re.Pattern]) -> None:
+    REDACTOR.add_patterns(patterns)
+
+
+def register(keys: Iterable[str] = (), patterns: Iterable[str | re.Pattern] = ()) -> None:
+    """Pass as the ``register`` callback of ``pm.hook.ibgw_redaction_rules``."""
+    REDACTOR.register(keys=keys, patterns=patterns)
+
+
+def load_plugin_rules(pm) -> list[str]:
+    """Call every ``ibgw_redaction_rules`` implementation, each isolated from the
+    others. Returns the names of plugins whose rules failed (a bad pattern, say)."""
+    failed = []
+    for impl in pm.hook.ibgw_redaction_rules.get_hookimpls():
+        try:
+            impl.function(register=register)
+        except Exception:
+            failed.append(impl.plugin_name)
+    return failed
+
+
+def is_secret_key(key) -> bool:
+    return REDACTOR.is_secret_key(key)
+
+
+def add_secret(value) -> None:
+    REDACTOR.add_secret(value)
+
+
+def harvest(obj) -> None:
+    REDACTOR.harvest(obj)
+
+
+def harvest_text(s: str) -> None:
+    REDACTOR.harvest_text(s)
+
+
+def text(s) -> str:
+    return REDACTOR.text(s)
+
+
+def safe_text(s) -> str:
+    return REDACTOR.safe_text(s)
+
+
+def data(obj):
+    return REDACTOR.data(obj)
+
+
+def safe_data(obj):
+    return REDACTOR.safe_data(obj)
+
+
+def reset() -> None:
+    REDACTOR.reset()
+
+
+# -- logging -------------------------------------------------------------------------
+
+_WITHHELD = "log record withheld (redaction failed)"
+_QUIET_LOGGERS = (
+    "urllib3",
+    "requests",
+    "http.client",
+    "charset_normalizer",
+    "hpack",
+    "httpx",
+    "httpcore",
+)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a record in place so that every handler after it sees redacted text:
+    the merged message, the formatted exception (and its chain) and the stack."""
+
+    _fmt = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_ibgw_redacted", False):
+            return True
+        try:
+            msg = REDACTOR.text(record.getMessage())
+            exc_text = None
+            if record.exc_info:
+                exc_text = REDACTOR.text(self._fmt.formatException(record.exc_info))
+            elif record.exc_text:
+                exc_text = REDACTOR.text(record.exc_text)
+            stack = REDACTOR.text(record.stack_info) if record.stack_info else None
+            pathname = REDACTOR.text(record.pathname) if record.pathname else record.pathname
+        except Exception:
+            msg, exc_text, stack, pathname = _WITHHELD, None, None, ""
+        record.msg = msg
+        record.args = None
+        record.exc_info = None
+        record.exc_text = exc_text
+        record.stack_info = stack
+        record.pathname = pathname
+        record._ibgw_redacted = True
+        return True
+
+
+class RedactingFormatter(logging.Formatter):
+    """Redacts the final formatted line (message, exception text, stack)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return REDACTOR.safe_text(super().format(record))
+
+    def formatException(self, ei) -> str:  # noqa: N802 - logging API
+        # Standard traceback (never frame locals), redacted.
+        return REDACTOR.safe_text(super().formatException(ei))
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the *current* ``sys.stderr`` and never prints a failing record."""
+
+    def __init__(self, level=logging.NOTSET):
+        logging.Handler.__init__(self, level)
+        self.addFilter(RedactingFilter())
+        self.setFormatter(RedactingFormatter("ibgw: %(levelname)s: %(name)s: %(message)s"))
+        self._ibgw = True
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler.__init__/setStream compatibility
+        pass
+
+    def handleError(self, record):  # noqa: N802 - logging API
+        # The default prints the record's message and arguments unredacted.
+        try:
+            sys.stderr.write(f"ibgw: {_WITHHELD}\n")
+        except Exception:
+            pass
+
+
+class _RedactingRecordFactory:
+    """Wraps the log record factory so a record is redacted when it is created, before
+    any handler (ours or another library's) sees it."""
+
+    def __init__(self, base):
+        self.base = base
+        self.filter = RedactingFilter()
+
+    def __call__(self, *args, **kwargs):
+        record = self.base(*args, **kwargs)
+        self.filter.filter(record)
+        return record
+
+
+def install_logging(debug: bool = False) -> logging.Handler:
+    """Send log records to stderr through redaction. With ``debug`` the ``ibgw``
+    loggers log at DEBUG; everything else stays at WARNING, and the HTTP stack's
+    debug output (``http.client`` prints, urllib3/requests records) stays off."""
+    import http.client
+
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_ibgw", False):
+            root.removeHandler(handler)
+    handler = _StderrHandler()
+    root.addHandler(handler)
+    if not isinstance(logging.getLogRecordFactory(), _RedactingRecordFactory):
+        logging.setLogRecordFactory(_RedactingRecordFactory(logging.getLogRecordFactory()))
+    root.setLevel(logging.WARNING)
+    logging.getLogger("ibgw").setLevel(logging.DEBUG if debug else logging.WARNING)
+
+    http.client.HTTPConnection.debuglevel = 0
+    for name in _QUIET_LOGGERS:
+        lg = logging.getLogger(name)
+        lg.setLevel(logging.WARNING)
+        lg.propagate = True
+    for name, lg in list(logging.root.manager.loggerDict.items()):
+        if isinstance(lg, logging.Logger) and name.startswith(
+            tuple(q + "." for q in _QUIET_LOGGERS)
+        ):
+            if lg.level and lg.level < logging.WARNING:
+                lg.setLevel(logging.NOTSET)
+    last = _StderrHandler(logging.WARNING)
+    logging.lastResort = last
+    logging.captureWarnings(True)
+    return handler
