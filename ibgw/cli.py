@@ -210,6 +210,7 @@ def create_cli(pm=None) -> click.Group:
         ctx.call_on_close(app.close)
         from . import redact
 
+        redact.load_plugin_rules(pm)
         redact.install_logging(bool(flags.get("debug")))
         for conflict in cli.conflicts + reads.errors:
             click.echo(f"ibgw: warning: {conflict}", err=True)
