@@ -1,0 +1,117 @@
+"""ibgw-greeks: option greeks, implied volatility and quotes from a market-data snapshot.
+
+``ibgw greeks SPY --month APR26 --strike 500 --right C`` finds the option
+contracts (contract search, strikes, ``/iserver/secdef/info``) and snapshots
+them; ``ibgw greeks --conid ID [--conid ID ...]`` snapshots up to 100 option
+conids directly. Greeks need an option market-data subscription (OPRA for US
+options): without it the read exits 5 ("not entitled"), never with zeros.
+
+This module only declares; the work is in :mod:`ibgw_greeks.reads`.
+"""
+
+from ibgw import Endpoint, Param, Read, hookimpl
+
+CONID = r"[0-9]{1,12}"
+MONTH = r"(JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)[0-9]{2}"
+EXCHANGE = r"[A-Z0-9]{1,16}"
+
+STRIKES = Endpoint(
+    "GET",
+    "/iserver/secdef/strikes",
+    params={"conid": CONID, "sectype": r"OPT", "month": MONTH, "exchange": EXCHANGE},
+    provenance="documented",
+)
+INFO = Endpoint(
+    "GET",
+    "/iserver/secdef/info",
+    params={
+        "conid": CONID,
+        "sectype": r"OPT",
+        "month": MONTH,
+        "strike": r"[0-9]{1,7}(\.[0-9]{1,4})?",
+        "right": r"C|P",
+        "exchange": EXCHANGE,
+    },
+    provenance="documented",
+)
+SNAPSHOT = Endpoint(
+    "GET",
+    "/iserver/marketdata/snapshot",
+    params={
+        "conids": r"[0-9]{1,12}(,[0-9]{1,12}){0,99}",
+        "fields": r"[0-9]{1,5}(,[0-9]{1,5}){0,49}",
+    },
+    pacing="snapshot",
+    provenance="documented",
+)
+
+R = "ibgw_greeks.reads"
+
+
+@hookimpl
+def ibgw_register_reads(register):
+    register(
+        Read(
+            category="greeks",
+            name="snapshot",
+            default=True,
+            summary="Option greeks, implied volatility and quote.",
+            description="Either SYMBOL with --month/--strike/--right (the contracts of that "
+            "strike in the month: the monthly and any weeklies), or one to 100 "
+            "--conid. Default month: the nearest listed; default strike: the one "
+            "nearest the underlying's last price; default right: both. "
+            "implied_vol is in percent (24.6 means 24.6 %); theta is per day, "
+            "vega per volatility point. A missing value is null, never 0. "
+            "Without an option market-data subscription the read exits 5.",
+            params=[
+                Param(
+                    "symbol",
+                    help="Underlying ticker, e.g. SPY.",
+                    argument=True,
+                    metavar="SYMBOL",
+                ),
+                Param("month", help="Expiry month as MMMYY, e.g. APR26.", metavar="MMMYY"),
+                Param("strike", type="float", minimum=0, metavar="STRIKE", help="Strike price."),
+                Param(
+                    "right",
+                    help="C (call) or P (put); default both.",
+                    metavar="C|P",
+                ),
+                Param(
+                    "exchange",
+                    help="Option exchange.",
+                    default="SMART",
+                    pattern=r"[A-Za-z0-9]{1,16}",
+                    metavar="EXCHANGE",
+                ),
+                Param(
+                    "conid",
+                    type="int",
+                    multiple=True,
+                    minimum=1,
+                    metavar="ID",
+                    help="Option contract id (repeat for several, at most 100).",
+                ),
+            ],
+            fetch=f"{R}:fetch_greeks",
+            schema=f"{R}:GreeksSchema",
+            endpoints=[STRIKES, INFO, SNAPSHOT],
+            columns=[
+                "conid",
+                "description",
+                "last",
+                "bid",
+                "ask",
+                "mark",
+                "delta",
+                "gamma",
+                "theta",
+                "vega",
+                "implied_vol",
+                "open_interest",
+                "volume",
+                "availability",
+            ],
+            probe={"symbol": "SPY", "right": "C"},
+        )
+    )
