@@ -34,6 +34,7 @@ from .errors import Unavailable
 STATE_FILE = "pacing.json"
 LOCK_FILE = "pacing.lock"
 _EPS = 1e-6
+LATE = 0.005  # a caller that wakes later than this past its slot re-checks the windows
 
 
 def _window_ok(slots: list[float], t: float, n: int, window: float) -> bool:
@@ -155,33 +156,51 @@ class Pacer:
         for name in names:
             if name not in PACING_CLASSES:
                 raise ValueError(f"unknown pacing class {name!r}")
-        with self._locked() as shared:
-            now = time.time()
-            wall_deadline = now + (deadline - time.monotonic())
-            state = self._load(now, shared)
-            limits = {
-                name: (PACING_CLASSES[name][0], PACING_CLASSES[name][1] * self.margin)
-                for name in names
-            }
-            slot = self._slot(state, limits, now)
-            if slot > wall_deadline + _EPS:
-                binding = max(names, key=lambda c: _earliest(state.get(c, []), now, *limits[c]))
-                n, per = PACING_CLASSES[binding]
-                wait = max(1, math.ceil(slot - now))
-                raise Unavailable(
-                    f"pacing: no {binding!r} slot before the deadline",
-                    reason="paced",
-                    hint=f"IBKR allows {n} call{'s' if n != 1 else ''} per {per:g} s for this endpoint; "
-                    f"try again in {wait} s",
-                )
-            for name in names:
-                state.setdefault(name, []).append(slot)
-                state[name].sort()
-            self._save(state, shared)
-        delay = slot - time.time()
-        if delay > 0:
-            time.sleep(delay)
-        return slot
+        limits = {
+            name: (PACING_CLASSES[name][0], PACING_CLASSES[name][1] * self.margin) for name in names
+        }
+        wall_deadline = time.time() + (deadline - time.monotonic())
+        slot = None
+        while True:
+            with self._locked() as shared:
+                now = time.time()
+                state = self._load(now, shared)
+                if slot is not None:
+                    # Woke late: the reserved slot no longer tells the truth about when
+                    # this call goes out. Give it back, and record the real send time if
+                    # the windows allow it; otherwise reserve again.
+                    for name in names:
+                        with contextlib.suppress(ValueError):
+                            state.get(name, []).remove(slot)
+                    if all(_window_ok(state.get(n, []), now, *limits[n]) for n in names):
+                        self._insert(state, names, now)
+                        self._save(state, shared)
+                        return now
+                slot = self._slot(state, limits, now)
+                if slot > wall_deadline + _EPS:
+                    self._save(state, shared)
+                    binding = max(names, key=lambda c: _earliest(state.get(c, []), now, *limits[c]))
+                    n, per = PACING_CLASSES[binding]
+                    wait = max(1, math.ceil(slot - now))
+                    raise Unavailable(
+                        f"pacing: no {binding!r} slot before the deadline",
+                        reason="paced",
+                        hint=f"IBKR allows {n} call{'s' if n != 1 else ''} per {per:g} s for this "
+                        f"endpoint; try again in {wait} s",
+                    )
+                self._insert(state, names, slot)
+                self._save(state, shared)
+            delay = slot - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            if time.time() - slot <= LATE:
+                return slot
+
+    @staticmethod
+    def _insert(state: dict[str, list[float]], names, t: float) -> None:
+        for name in names:
+            state.setdefault(name, []).append(t)
+            state[name].sort()
 
     @staticmethod
     def _slot(

@@ -210,3 +210,23 @@ def test_unusable_state_dir_paces_in_memory(tmp_path):
 def test_margin_must_not_shrink_limits(tmp_path):
     with pytest.raises(ValueError):
         Pacer(str(tmp_path), margin=0.9)
+
+
+def test_late_wakeup_records_the_real_send_time(tmp_path, monkeypatch):
+    """A caller that oversleeps its slot (a busy machine) must not send closer to the
+    next callers than the limit allows: the pacer re-checks and records the real time."""
+    import time as _time
+
+    import ibgw.pacing as pacing
+
+    real_sleep = _time.sleep
+    monkeypatch.setattr(pacing.time, "sleep", lambda d: real_sleep(d + 0.04))
+    pacer = pacing.Pacer(str(tmp_path))
+    sends = []
+    for _ in range(25):
+        returned = pacer.acquire(["snapshot"], _time.monotonic() + 30)
+        sends.append(_time.time())
+        assert sends[-1] - returned <= pacing.LATE + 0.02
+    window = 1.0
+    for i, t in enumerate(sends):
+        assert sum(1 for u in sends[i:] if u - t < window) <= 10
