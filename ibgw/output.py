@@ -92,6 +92,9 @@ def error_text(exc, fmt: str) -> str:
             payload["error"]["tried"] = info["tried"]
         return json.dumps(payload, ensure_ascii=False) + "\n"
     line = f"ibgw: {exc.message}"
+    tried = getattr(exc, "tried", None)
+    if tried:
+        line += "; tried: " + ", ".join(tried)
     if exc.hint:
         line += f" ({exc.hint})"
     return line + "\n"
