@@ -149,7 +149,11 @@ def read_command(read) -> click.Command:
         values = {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()}
         outcome = run_read(app, read, values, actor="cli")
         fmt = app.output
-        emit(render(outcome.records, read.columns, fmt, single=read.single))
+        records = outcome.records
+        if outcome.varied and fmt == "json":
+            # which endpoint variant answered, and whether IBKR documents it
+            records = [dict(r, provenance=outcome.provenance, endpoint=outcome.variant) for r in records]
+        emit(render(records, read.columns, fmt, single=read.single))
         notes = list(outcome.notes)
         if outcome.provenance == "undocumented" and fmt == "table":
             notes.append(f"served by an undocumented endpoint ({outcome.variant})")

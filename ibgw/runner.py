@@ -27,6 +27,7 @@ class ReadOutcome:
     provenance: str | None = None
     variant: str | None = None
     notes: list[str] = field(default_factory=list)
+    varied: bool = False  # the endpoint was chosen among variants (ctx.variants)
 
     def data(self):
         return self.records[0] if self.single and self.records else self.records
@@ -252,6 +253,7 @@ def run_read(app, read: Read, params: dict, actor: str = "cli") -> ReadOutcome:
         raw: Any = fetch(ctx, **values)
         notes = list(ctx.notes)
         provenance, variant = ctx.provenance, ctx.variant
+        varied = ctx.variant is not None
         if isinstance(raw, Result):
             notes += raw.notes
             provenance = raw.provenance or provenance
@@ -261,7 +263,7 @@ def run_read(app, read: Read, params: dict, actor: str = "cli") -> ReadOutcome:
             provenance, variant = read.endpoints[0].provenance, read.endpoints[0].key
         records = redact.data(_shape(read, raw))
         return ReadOutcome(read, records, read.single, provenance, variant,
-                           [redact.text(n) for n in notes])
+                           [redact.text(n) for n in notes], varied)
 
     return run_audited(app, read.key, values, actor, go)
 
