@@ -152,6 +152,8 @@ class Redactor:
         self._secret_re: re.Pattern | None = None
         self._home_key: object = object()
         self._home_re: re.Pattern | None = None
+        self._quick: tuple | None = None  # (home key, lower-case needles, patterns without literals)
+        self._key_cache: dict = {}  # key -> (redacted key, is secret key); keys repeat in records
         self.add_keys(BUILTIN_KEYS)
         self.add_patterns(BUILTIN_PATTERNS)
 
@@ -184,6 +186,7 @@ class Redactor:
                 self._literals.append(
                     _PREFILTER.get(compiled.pattern) if compiled.flags & re.UNICODE else None
                 )
+                self._quick = None
 
     def register(self, keys: Iterable[str] = (), patterns: Iterable[str | re.Pattern] = ()) -> None:
         """The ``register`` callback of the ``ibgw_redaction_rules`` hook."""
@@ -232,6 +235,7 @@ class Redactor:
             self._secret_lower = frozenset(v.lower() for v in self._secrets)
             self._secret_fold = tuple({v.casefold() for v in self._secrets})
             self._secret_re = None  # rebuilt on next use
+            self._quick = None
 
     def harvest(self, obj) -> None:
         """Remember every value found under a secret key anywhere in ``obj``."""
@@ -274,6 +278,7 @@ class Redactor:
             self._secret_lower = frozenset()
             self._secret_fold = ()
             self._secret_re = None
+            self._quick = None
             self._home_key = object()
             self._home_re = None
             self.add_keys(BUILTIN_KEYS)
@@ -315,12 +320,38 @@ class Redactor:
         rx = self._home_regex()
         return rx.sub("~", s) if rx is not None else s
 
+    def _quick_check(self):
+        """Substrings (lower case) and literal-less patterns that find anything
+        :meth:`text` could change in an ASCII string: a known secret, a pattern's
+        literal, the home directory. Most values contain none and skip the full pass."""
+        home_key = os.environ.get("HOME")
+        quick = self._quick
+        if quick is None or quick[0] != home_key:
+            with self._lock:
+                needles = {v.lower() for v in self._secrets}
+                plain = []
+                for pattern, literals in zip(self._patterns, self._literals, strict=False):
+                    if literals is None:
+                        plain.append(pattern)
+                    else:
+                        needles |= {lit.lower() for lit in literals}
+                homes = {os.path.expanduser("~"), home_key or ""} - {"", "/", "~"}
+                needles |= {h.rstrip("/").lower() for h in homes if h.rstrip("/")}
+                quick = self._quick = (home_key, tuple(sorted(needles)), tuple(plain))
+                self._key_cache = {}
+        return quick
+
     def text(self, s) -> str:
         """``s`` with secret values, pattern matches and the home directory removed."""
         if not isinstance(s, str):
             s = str(s)
         if not s:
             return s
+        if s.isascii():
+            _, needles, plain = self._quick_check()
+            low = s.lower()
+            if not any(n in low for n in needles) and not any(p.search(s) for p in plain):
+                return s
         fold = self._secret_fold
         # Fast path: str.casefold is a per-character mapping, so an occurrence of a
         # secret in ``s`` is always an occurrence of its casefold in ``s.casefold()``.
@@ -381,12 +412,21 @@ class Redactor:
         if isinstance(obj, str):
             return self.text(obj)
         if isinstance(obj, int | float):
-            return REDACTED if str(obj).lower() in self._secret_lower else obj
+            if self._secret_lower and str(obj).lower() in self._secret_lower:
+                return REDACTED
+            return obj
         if isinstance(obj, dict):
             out = {}
+            self._quick_check()  # refreshes the key cache when secrets or home changed
+            cache = self._key_cache
             for key, value in obj.items():
-                new_key = self.text(key) if isinstance(key, str) else key
-                if self.is_secret_key(key) and value is not None:
+                known = cache.get(key) if isinstance(key, str) else None
+                if known is None:
+                    known = (self.text(key) if isinstance(key, str) else key, self.is_secret_key(key))
+                    if isinstance(key, str) and len(cache) < 4096:
+                        cache[key] = known
+                new_key, secret_key = known
+                if secret_key and value is not None:
                     out[new_key] = REDACTED
                 else:
                     out[new_key] = self._data(value, depth + 1)
