@@ -87,6 +87,22 @@ class IbgwGroup(click.Group):
             rest = ["--output", fmt, *rest]
         return super().parse_args(ctx, rest)
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Like click's, but usage errors are one line (a JSON error object with
+        ``-o json``) and exit 2."""
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            _usage_error(exc, argv)
+            rv = exc.exit_code
+        except click.Abort:
+            sys.stderr.write("ibgw: aborted\n")
+            rv = 1
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -98,6 +114,23 @@ class IbgwGroup(click.Group):
             ctx.exit(EXIT_INTERNAL)
         except Exception as exc:
             ctx.exit(_handle(ctx, exc))
+
+
+def _usage_error(exc: click.ClickException, argv: list[str]) -> None:
+    from .output import emit
+
+    message = exc.format_message().replace("\n", " ").strip()
+    ctx = getattr(exc, "ctx", None)
+    hint = f"see '{ctx.command_path} --help'" if ctx is not None else "see 'ibgw --help'"
+    wants_json = any(a in ("-o", "--output") and b == "json" for a, b in zip(argv, argv[1:], strict=False)) \
+        or "--output=json" in argv or "-ojson" in argv
+    if wants_json:
+        import json
+
+        emit(json.dumps({"error": {"state": None, "reason": "usage", "message": message,
+                                   "hint": hint}}) + "\n", err=True)
+    else:
+        emit(f"ibgw: {message} ({hint})\n", err=True)
 
 
 class CategoryGroup(click.Group):

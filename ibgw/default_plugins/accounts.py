@@ -22,7 +22,7 @@ def ibgw_register_reads(register):
         category="accounts", name="summary", summary="Account balances and margin summary.",
         params=[ACCOUNT, Param("all", type="bool", help="Show every metric, not only the main ones.")],
         fetch=f"{F}:fetch_summary", schema=f"{F}:SummarySchema",
-        endpoints=[PORTFOLIO_SUMMARY], columns=["metric", "amount", "currency", "value"],
+        endpoints=[PORTFOLIO_SUMMARY], columns=["metric", "amount", "currency", "value"], probe={},
     ))
     register(Read(
         category="accounts", name="ledger", summary="Cash ledger per currency.",
@@ -30,6 +30,7 @@ def ibgw_register_reads(register):
         endpoints=[PORTFOLIO_LEDGER],
         columns=["currency", "cash_balance", "settled_cash", "net_liquidation", "stock_market_value",
                  "unrealized_pnl", "realized_pnl", "exchange_rate"],
+        probe={},
     ))
     register(Read(
         category="accounts", name="positions", summary="Positions, every page.",
@@ -37,4 +38,5 @@ def ibgw_register_reads(register):
         endpoints=[PORTFOLIO_POSITIONS],
         columns=["conid", "description", "asset_class", "position", "mkt_price", "mkt_value",
                  "currency", "avg_cost", "unrealized_pnl"],
+        probe={},
     ))
