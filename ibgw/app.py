@@ -41,8 +41,11 @@ class App:
         try:
             return self.config.output
         except Exception:
-            return os.environ.get("IBGW_OUTPUT", "table") if os.environ.get("IBGW_OUTPUT") in (
-                "table", "json", "csv") else "table"
+            return (
+                os.environ.get("IBGW_OUTPUT", "table")
+                if os.environ.get("IBGW_OUTPUT") in ("table", "json", "csv")
+                else "table"
+            )
 
     @property
     def reads(self):
@@ -58,9 +61,14 @@ class App:
         with self._lock:
             if self._transport is None:
                 transport = self.pm.hook.ibgw_backend(config=self.config, pm=self.pm)
-                if transport is None or (self.config.backend == "fake" and transport.name != "fake"):
-                    raise ConfigError("backend: the fake backend needs the ibgw-fake plugin "
-                                      "(pip install ibgw-fake)", reason="backend-missing")
+                if transport is None or (
+                    self.config.backend == "fake" and transport.name != "fake"
+                ):
+                    raise ConfigError(
+                        "backend: the fake backend needs the ibgw-fake plugin "
+                        "(pip install ibgw-fake)",
+                        reason="backend-missing",
+                    )
                 self._transport = transport
             return self._transport
 
@@ -86,7 +94,9 @@ class App:
 
     def cache_key(self, *parts) -> str:
         c = self.config
-        return "|".join([c.backend, c.gateway_url, c.scenario if c.backend == "fake" else "", *map(str, parts)])
+        return "|".join(
+            [c.backend, c.gateway_url, c.scenario if c.backend == "fake" else "", *map(str, parts)]
+        )
 
     def audit_sinks(self) -> list:
         if self._sinks is None:
@@ -107,10 +117,17 @@ class App:
     def gateway(self, read=None, auditor=None, command: str = ""):
         from .gateway import Gateway
 
-        return Gateway(self.transport, self.config, pacer=self.pacer, guard=self.guard,
-                       auditor=auditor, allowed=None if read is None else read.endpoints,
-                       command=command, pm=self.pm,
-                       needs_session=True if read is None else read.session)
+        return Gateway(
+            self.transport,
+            self.config,
+            pacer=self.pacer,
+            guard=self.guard,
+            auditor=auditor,
+            allowed=None if read is None else read.endpoints,
+            command=command,
+            pm=self.pm,
+            needs_session=True if read is None else read.session,
+        )
 
     def close(self) -> None:
         if self._transport is not None:

@@ -13,8 +13,20 @@ import click
 
 from .errors import EXIT_INTERNAL, IbgwError
 
-GLOBAL_OPTIONS = ("backend", "scenario", "gateway_url", "verify_tls", "ca_bundle", "tls_fingerprint",
-                  "config", "output", "debug", "timeout", "account", "latency_ms")
+GLOBAL_OPTIONS = (
+    "backend",
+    "scenario",
+    "gateway_url",
+    "verify_tls",
+    "ca_bundle",
+    "tls_fingerprint",
+    "config",
+    "output",
+    "debug",
+    "timeout",
+    "account",
+    "latency_ms",
+)
 
 EPILOG = """Exit codes: 0 ok, 1 internal error, 2 usage or configuration, 3 manual_action_required,
 4 unavailable, 5 not served or not entitled, 6 refused by the read-only policy, 7 audit unavailable."""
@@ -33,16 +45,35 @@ def _handle(ctx: click.Context, exc: BaseException) -> int:
     if fmt == "json":
         import json
 
-        emit(json.dumps({"error": {"state": None, "reason": "internal-error",
-                                   "message": f"internal error ({type(exc).__name__})",
-                                   "hint": "Run with --debug for details."}}) + "\n", err=True)
+        emit(
+            json.dumps(
+                {
+                    "error": {
+                        "state": None,
+                        "reason": "internal-error",
+                        "message": f"internal error ({type(exc).__name__})",
+                        "hint": "Run with --debug for details.",
+                    }
+                }
+            )
+            + "\n",
+            err=True,
+        )
     else:
-        emit(f"ibgw: internal error ({type(exc).__name__}); run with --debug for details\n", err=True)
+        emit(
+            f"ibgw: internal error ({type(exc).__name__}); run with --debug for details\n", err=True
+        )
     if debug:
         import traceback
 
-        emit("".join(traceback.format_exception(type(exc), exc, None if exc.__cause__ else exc.__traceback__,
-                                                chain=False)), err=True)
+        emit(
+            "".join(
+                traceback.format_exception(
+                    type(exc), exc, None if exc.__cause__ else exc.__traceback__, chain=False
+                )
+            ),
+            err=True,
+        )
     return EXIT_INTERNAL
 
 
@@ -58,8 +89,10 @@ class IbgwGroup(click.Group):
     def add_command(self, cmd, name=None):
         name = name or cmd.name
         if name in self.commands:
-            message = (f"command '{name}' is registered by both {self.owners.get(name, '?')} and "
-                       f"{self.current_owner}; the second was not added")
+            message = (
+                f"command '{name}' is registered by both {self.owners.get(name, '?')} and "
+                f"{self.current_owner}; the second was not added"
+            )
             self.conflicts.append(message)
             return
         self.owners[name] = self.current_owner
@@ -122,13 +155,21 @@ def _usage_error(exc: click.ClickException, argv: list[str]) -> None:
     message = exc.format_message().replace("\n", " ").strip()
     ctx = getattr(exc, "ctx", None)
     hint = f"see '{ctx.command_path} --help'" if ctx is not None else "see 'ibgw --help'"
-    wants_json = any(a in ("-o", "--output") and b == "json" for a, b in zip(argv, argv[1:], strict=False)) \
-        or "--output=json" in argv or "-ojson" in argv
+    wants_json = (
+        any(a in ("-o", "--output") and b == "json" for a, b in zip(argv, argv[1:], strict=False))
+        or "--output=json" in argv
+        or "-ojson" in argv
+    )
     if wants_json:
         import json
 
-        emit(json.dumps({"error": {"state": None, "reason": "usage", "message": message,
-                                   "hint": hint}}) + "\n", err=True)
+        emit(
+            json.dumps(
+                {"error": {"state": None, "reason": "usage", "message": message, "hint": hint}}
+            )
+            + "\n",
+            err=True,
+        )
     else:
         emit(f"ibgw: {message} ({hint})\n", err=True)
 
@@ -142,14 +183,17 @@ class CategoryGroup(click.Group):
         self.default_read = default_read
 
     def parse_args(self, ctx, args):
-        if self.default_read and (not args or (args[0] not in self.commands
-                                               and args[0] not in ctx.help_option_names)):
+        if self.default_read and (
+            not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names)
+        ):
             args = [self.default_read, *args]
         return super().parse_args(ctx, args)
 
     def format_usage(self, ctx, formatter):
         if self.default_read:
-            formatter.write_usage(ctx.command_path, f"[{self.default_read.upper()} ARGS] | COMMAND [ARGS]...")
+            formatter.write_usage(
+                ctx.command_path, f"[{self.default_read.upper()} ARGS] | COMMAND [ARGS]..."
+            )
         else:
             super().format_usage(ctx, formatter)
 
@@ -160,18 +204,34 @@ def read_command(read) -> click.Command:
     params: list[click.Parameter] = []
     for p in read.params:
         if p.argument:
-            params.append(click.Argument([p.name], required=p.required and not p.multiple,
-                                         nargs=-1 if p.multiple else 1,
-                                         metavar=p.metavar or p.name.upper()))
+            params.append(
+                click.Argument(
+                    [p.name],
+                    required=p.required and not p.multiple,
+                    nargs=-1 if p.multiple else 1,
+                    metavar=p.metavar or p.name.upper(),
+                )
+            )
         elif p.type == "bool":
-            params.append(click.Option([f"{p.option_name}/--no-{p.option_name[2:]}", p.name],
-                                       default=None, help=p.help))
+            params.append(
+                click.Option(
+                    [f"{p.option_name}/--no-{p.option_name[2:]}", p.name], default=None, help=p.help
+                )
+            )
         else:
             kind = click.Choice(list(p.choices)) if p.type == "choice" else None
-            params.append(click.Option([p.option_name, p.name], type=kind, multiple=p.multiple,
-                                       default=None, metavar=p.metavar, help=p.help
-                                       + (" (required)" if p.required else "")
-                                       + (f" [default: {p.default}]" if p.default not in (None, (), []) else "")))
+            params.append(
+                click.Option(
+                    [p.option_name, p.name],
+                    type=kind,
+                    multiple=p.multiple,
+                    default=None,
+                    metavar=p.metavar,
+                    help=p.help
+                    + (" (required)" if p.required else "")
+                    + (f" [default: {p.default}]" if p.default not in (None, (), []) else ""),
+                )
+            )
 
     def callback(**values):
         from .app import current_app
@@ -185,7 +245,9 @@ def read_command(read) -> click.Command:
         records = outcome.records
         if outcome.varied and fmt == "json":
             # which endpoint variant answered, and whether IBKR documents it
-            records = [dict(r, provenance=outcome.provenance, endpoint=outcome.variant) for r in records]
+            records = [
+                dict(r, provenance=outcome.provenance, endpoint=outcome.variant) for r in records
+            ]
         emit(render(records, read.columns, fmt, single=read.single))
         notes = list(outcome.notes)
         if outcome.provenance == "undocumented" and fmt == "table":
@@ -193,26 +255,64 @@ def read_command(read) -> click.Command:
         for note in notes:
             emit(f"note: {note}\n", err=True)
 
-    return click.Command(read.name, params=params, callback=callback, help=read.help,
-                         short_help=read.summary)
+    return click.Command(
+        read.name, params=params, callback=callback, help=read.help, short_help=read.summary
+    )
 
 
 def _global_options(f):
     options = [
-        click.option("--backend", type=click.Choice(["live", "fake"]), default=None,
-                     help="live gateway (default) or the offline fake backend."),
+        click.option(
+            "--backend",
+            type=click.Choice(["live", "fake"]),
+            default=None,
+            help="live gateway (default) or the offline fake backend.",
+        ),
         click.option("--scenario", default=None, metavar="NAME", help="Fake backend scenario."),
-        click.option("--gateway-url", default=None, metavar="URL",
-                     help="Gateway API root [default: https://localhost:5000/v1/api]."),
-        click.option("--verify-tls/--no-verify-tls", "verify_tls", default=None,
-                     help="Verify the gateway's TLS certificate (off only for exact local hosts)."),
-        click.option("--ca-bundle", default=None, metavar="PEM", help="CA bundle that signs the gateway's certificate."),
-        click.option("--tls-fingerprint", default=None, metavar="SHA256", help="Pinned SHA-256 certificate fingerprint."),
-        click.option("--config", "config", default=None, metavar="PATH", help="Configuration file (TOML)."),
-        click.option("-o", "--output", type=click.Choice(["table", "json", "csv"]), default=None,
-                     help="Output format [default: table]."),
-        click.option("--timeout", type=float, default=None, metavar="SECONDS", help="Deadline per gateway call."),
-        click.option("--account", default=None, metavar="ID", help="Account to use (default: the first)."),
+        click.option(
+            "--gateway-url",
+            default=None,
+            metavar="URL",
+            help="Gateway API root [default: https://localhost:5000/v1/api].",
+        ),
+        click.option(
+            "--verify-tls/--no-verify-tls",
+            "verify_tls",
+            default=None,
+            help="Verify the gateway's TLS certificate (off only for exact local hosts).",
+        ),
+        click.option(
+            "--ca-bundle",
+            default=None,
+            metavar="PEM",
+            help="CA bundle that signs the gateway's certificate.",
+        ),
+        click.option(
+            "--tls-fingerprint",
+            default=None,
+            metavar="SHA256",
+            help="Pinned SHA-256 certificate fingerprint.",
+        ),
+        click.option(
+            "--config", "config", default=None, metavar="PATH", help="Configuration file (TOML)."
+        ),
+        click.option(
+            "-o",
+            "--output",
+            type=click.Choice(["table", "json", "csv"]),
+            default=None,
+            help="Output format [default: table].",
+        ),
+        click.option(
+            "--timeout",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help="Deadline per gateway call.",
+        ),
+        click.option(
+            "--account", default=None, metavar="ID", help="Account to use (default: the first)."
+        ),
         click.option("--latency-ms", type=int, default=None, hidden=True),
         click.option("--debug", is_flag=True, default=None, help="Redacted diagnostics on stderr."),
     ]
@@ -232,7 +332,9 @@ def create_cli(pm=None) -> click.Group:
         pm = get_plugin_manager()
     reads = collect_reads(pm)
 
-    @click.group(cls=IbgwGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.group(
+        cls=IbgwGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]}
+    )
     @_global_options
     @click.version_option(package_name="ibgw", prog_name="ibgw")
     @click.pass_context
@@ -263,9 +365,12 @@ def create_cli(pm=None) -> click.Group:
     for category, items in sorted(reads.categories().items()):
         cli.current_owner = reads.owner[items[0].key]
         defaults = [r.name for r in items if r.default]
-        group = CategoryGroup(category, default_read=defaults[0] if defaults else None,
-                              help=f"{category.capitalize()} reads." if len(items) > 1 else items[0].summary,
-                              context_settings={"help_option_names": ["-h", "--help"]})
+        group = CategoryGroup(
+            category,
+            default_read=defaults[0] if defaults else None,
+            help=f"{category.capitalize()} reads." if len(items) > 1 else items[0].summary,
+            context_settings={"help_option_names": ["-h", "--help"]},
+        )
         for read in items:
             group.add_command(read_command(read))
         cli.add_command(group)

@@ -13,12 +13,18 @@ AUTH_STATUS = Endpoint("POST", "/iserver/auth/status")
 TICKLE = Endpoint("POST", "/tickle", pacing="tickle")
 ISERVER_ACCOUNTS = Endpoint("GET", "/iserver/accounts")
 PORTFOLIO_ACCOUNTS = Endpoint("GET", "/portfolio/accounts", pacing="portfolio-accounts")
-SECDEF_SEARCH = Endpoint("GET", "/iserver/secdef/search",
-                         params={"symbol": SYMBOL, "secType": r"STK|IND|BOND", "name": r"true|false"})
+SECDEF_SEARCH = Endpoint(
+    "GET",
+    "/iserver/secdef/search",
+    params={"symbol": SYMBOL, "secType": r"STK|IND|BOND", "name": r"true|false"},
+)
 PORTFOLIO_SUMMARY = Endpoint("GET", "/portfolio/{accountId}/summary", params={"accountId": ACCOUNT})
 PORTFOLIO_LEDGER = Endpoint("GET", "/portfolio/{accountId}/ledger", params={"accountId": ACCOUNT})
-PORTFOLIO_POSITIONS = Endpoint("GET", "/portfolio/{accountId}/positions/{pageId}",
-                               params={"accountId": ACCOUNT, "pageId": r"[0-9]{1,4}"})
+PORTFOLIO_POSITIONS = Endpoint(
+    "GET",
+    "/portfolio/{accountId}/positions/{pageId}",
+    params={"accountId": ACCOUNT, "pageId": r"[0-9]{1,4}"},
+)
 
 # Always allowed for any read: session checks and the prerequisite/helper calls
 # the host makes on a read's behalf.

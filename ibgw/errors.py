@@ -44,8 +44,14 @@ class IbgwError(Exception):
     default_reason = "internal-error"
     default_hint = ""
 
-    def __init__(self, message: str, *, reason: str | None = None, hint: str | None = None,
-                 state: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        hint: str | None = None,
+        state: str | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason
@@ -54,8 +60,13 @@ class IbgwError(Exception):
             self.state = state
 
     def as_dict(self) -> dict:
-        return {"state": self.state, "reason": self.reason, "message": self.message,
-                "hint": self.hint, "exit_code": self.exit_code}
+        return {
+            "state": self.state,
+            "reason": self.reason,
+            "message": self.message,
+            "hint": self.hint,
+            "exit_code": self.exit_code,
+        }
 
 
 class UsageError(IbgwError):

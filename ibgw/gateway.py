@@ -45,9 +45,19 @@ class Gateway:
     """One read's view of the gateway. Thread-safe: a read may run several calls
     in flight (the pacer keeps the rate)."""
 
-    def __init__(self, transport, config, *, pacer=None, guard: SessionGuard | None = None,
-                 auditor=None, allowed: Iterable[Endpoint] | None = None, command: str = "",
-                 pm=None, needs_session: bool = True):
+    def __init__(
+        self,
+        transport,
+        config,
+        *,
+        pacer=None,
+        guard: SessionGuard | None = None,
+        auditor=None,
+        allowed: Iterable[Endpoint] | None = None,
+        command: str = "",
+        pm=None,
+        needs_session: bool = True,
+    ):
         self.transport = transport
         self.config = config
         self.pacer = pacer
@@ -56,16 +66,26 @@ class Gateway:
         self.command = command
         self.pm = pm
         self.needs_session = needs_session
-        self.allowed = None if allowed is None else {e.key for e in allowed} | {
-            e.key for e in core_endpoints.CORE}
+        self.allowed = (
+            None
+            if allowed is None
+            else {e.key for e in allowed} | {e.key for e in core_endpoints.CORE}
+        )
         self.calls = 0
         self._lock = threading.Lock()
         # prerequisites already satisfied by this transport (shared by gateways of one process)
         self._primed = transport.__dict__.setdefault("_ibgw_primed", set())
 
     # -- public -------------------------------------------------------------
-    def call(self, endpoint: Endpoint, *, path: Mapping | None = None, query: Mapping | None = None,
-             body: Mapping | None = None, prerequisites: bool = True):
+    def call(
+        self,
+        endpoint: Endpoint,
+        *,
+        path: Mapping | None = None,
+        query: Mapping | None = None,
+        body: Mapping | None = None,
+        prerequisites: bool = True,
+    ):
         """Send one declared request and return the parsed JSON answer (``None`` for 204)."""
         self._check_declared(endpoint)
         if endpoint.path not in SESSION_PATHS and self.needs_session and self.guard is not None:
@@ -95,30 +115,44 @@ class Gateway:
 
         denied = is_denied(endpoint.method, endpoint.path)
         if denied:
-            self._deny(endpoint, f"refused by the read-only policy: {endpoint.method} {endpoint.path}")
+            self._deny(
+                endpoint, f"refused by the read-only policy: {endpoint.method} {endpoint.path}"
+            )
         if self.allowed is not None and endpoint.key not in self.allowed:
-            self._deny(endpoint, f"refused: {endpoint.method} {endpoint.path} is not declared by this read",
-                       reason="undeclared-endpoint")
-        if endpoint.provenance == "undocumented" and not getattr(self.config, "allow_undocumented", True):
-            raise NotServed(f"{endpoint.method} {endpoint.path} is undocumented and allow_undocumented is off",
-                            reason="undocumented-disabled",
-                            hint="Set allow_undocumented = true to use endpoints outside IBKR's spec.")
+            self._deny(
+                endpoint,
+                f"refused: {endpoint.method} {endpoint.path} is not declared by this read",
+                reason="undeclared-endpoint",
+            )
+        if endpoint.provenance == "undocumented" and not getattr(
+            self.config, "allow_undocumented", True
+        ):
+            raise NotServed(
+                f"{endpoint.method} {endpoint.path} is undocumented and allow_undocumented is off",
+                reason="undocumented-disabled",
+                hint="Set allow_undocumented = true to use endpoints outside IBKR's spec.",
+            )
 
     def _prerequisites(self, endpoint: Endpoint) -> None:
         p = endpoint.path
         if p.startswith("/iserver/marketdata/") and "iserver-accounts" not in self._primed:
             self.call(core_endpoints.ISERVER_ACCOUNTS, prerequisites=False)
             self._primed.add("iserver-accounts")
-        elif (p.startswith("/portfolio/") and p not in ("/portfolio/accounts", "/portfolio/subaccounts")
-              and "portfolio-accounts" not in self._primed):
+        elif (
+            p.startswith("/portfolio/")
+            and p not in ("/portfolio/accounts", "/portfolio/subaccounts")
+            and "portfolio-accounts" not in self._primed
+        ):
             self.call(core_endpoints.PORTFOLIO_ACCOUNTS, prerequisites=False)
             self._primed.add("portfolio-accounts")
 
     def _value(self, endpoint: Endpoint, name: str, value) -> str:
         pattern = endpoint.params.get(name)
         if pattern is None:
-            raise PolicyRefused(f"refused: parameter '{name}' is not declared for {endpoint.path}",
-                                reason="undeclared-parameter")
+            raise PolicyRefused(
+                f"refused: parameter '{name}' is not declared for {endpoint.path}",
+                reason="undeclared-parameter",
+            )
         if isinstance(value, bool):
             text = "true" if value else "false"
         elif isinstance(value, float) and value.is_integer():
@@ -129,7 +163,9 @@ class Gateway:
             raise UsageError(f"invalid value for {name}", reason="invalid-parameter")
         return text
 
-    def _build(self, endpoint: Endpoint, path: Mapping, query: Mapping, body: Mapping | None) -> Request:
+    def _build(
+        self, endpoint: Endpoint, path: Mapping, query: Mapping, body: Mapping | None
+    ) -> Request:
         from .policy import check_request
 
         missing = [v for v in endpoint.path_vars if v not in path]
@@ -137,7 +173,9 @@ class Gateway:
             raise UsageError(f"missing path parameter {missing[0]}", reason="invalid-parameter")
         final = endpoint.path
         for var in endpoint.path_vars:
-            final = final.replace("{" + var + "}", quote(self._value(endpoint, var, path[var]), safe=""))
+            final = final.replace(
+                "{" + var + "}", quote(self._value(endpoint, var, path[var]), safe="")
+            )
         pairs = []
         for name, value in query.items():
             if value is None:
@@ -208,15 +246,20 @@ class Gateway:
         if status == 404:
             if stripped.startswith(b"Access Denied"):
                 raise error_for("ip-not-allowed")
-            raise NotServed(f"this gateway build does not serve {endpoint.method} {endpoint.path}",
-                            reason="not-served", tried=[endpoint.key],
-                            hint="Run 'ibgw probe' to see which reads this gateway serves.")
+            raise NotServed(
+                f"this gateway build does not serve {endpoint.method} {endpoint.path}",
+                reason="not-served",
+                tried=[endpoint.key],
+                hint="Run 'ibgw probe' to see which reads this gateway serves.",
+            )
         if status == 400:
             if b"no bridge" in body or b"Init session first" in body:
                 raise error_for("no-bridge")
-            raise UsageError(f"the gateway rejected the request to {endpoint.path} (400)",
-                             reason="gateway-rejected",
-                             hint="Check the symbol, conid or account you gave.")
+            raise UsageError(
+                f"the gateway rejected the request to {endpoint.path} (400)",
+                reason="gateway-rejected",
+                hint="Check the symbol, conid or account you gave.",
+            )
         if status == 429:
             raise error_for("rate-limited")
         if status >= 500:

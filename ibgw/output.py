@@ -50,7 +50,13 @@ def render(records, columns=(), fmt: str = "table", single: bool = False) -> str
             row = []
             for c in cols:
                 v = record.get(c)
-                row.append("" if v is None else json.dumps(v, separators=(",", ":")) if isinstance(v, dict | list) else v)
+                row.append(
+                    ""
+                    if v is None
+                    else json.dumps(v, separators=(",", ":"))
+                    if isinstance(v, dict | list)
+                    else v
+                )
             writer.writerow(row)
         return buf.getvalue()
     from tabulate import tabulate

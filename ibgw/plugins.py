@@ -39,8 +39,14 @@ class PluginInfo:
     builtin: bool = False
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "distribution": self.distribution, "version": self.version,
-                "hooks": self.hooks, "error": self.error, "builtin": self.builtin}
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "hooks": self.hooks,
+            "error": self.error,
+            "builtin": self.builtin,
+        }
 
 
 class PluginManager(pluggy.PluginManager):
@@ -54,9 +60,13 @@ class PluginManager(pluggy.PluginManager):
     def register_checked(self, plugin, name: str, info: PluginInfo) -> bool:
         """Register ``plugin`` unless it implements an unknown hook or mismatches a
         spec; either way record it in ``infos``."""
-        unknown = [n for n in dir(plugin)
-                   if n.startswith("ibgw_") and self.parse_hookimpl_opts(plugin, n) is not None
-                   and not hasattr(hookspecs, n)]
+        unknown = [
+            n
+            for n in dir(plugin)
+            if n.startswith("ibgw_")
+            and self.parse_hookimpl_opts(plugin, n) is not None
+            and not hasattr(hookspecs, n)
+        ]
         if unknown:
             info.error = f"implements hook(s) with no spec: {', '.join(sorted(unknown))}"
             self.infos[name] = info
@@ -105,8 +115,9 @@ def load_entrypoint_plugins(pm: PluginManager) -> None:
             continue
         if pm.has_plugin(ep.name) or ep.name in pm.infos:
             continue
-        info = PluginInfo(name=ep.name, distribution=dist_name,
-                          version=dist.version if dist is not None else None)
+        info = PluginInfo(
+            name=ep.name, distribution=dist_name, version=dist.version if dist is not None else None
+        )
         try:
             module = ep.load()
         except Exception as exc:  # a broken plugin must not break the CLI
@@ -191,7 +202,8 @@ def collect_reads(pm: PluginManager) -> ReadRegistry:
                 raise TypeError(f"plugin {_owner} registered {type(read).__name__}, not a Read")
             if read.key in registry.reads:
                 raise DuplicateError(
-                    f"read '{read.key}' is registered by both {registry.owner[read.key]} and {_owner}")
+                    f"read '{read.key}' is registered by both {registry.owner[read.key]} and {_owner}"
+                )
             registry.reads[read.key] = read
             registry.owner[read.key] = _owner
 

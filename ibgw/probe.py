@@ -62,11 +62,17 @@ def run_probe(app, categories=()) -> tuple[dict, list[dict]]:
         else:
             try:
                 outcome = run_read(app, read, dict(read.probe), actor="probe")
-                row.update(result="works", variant=outcome.variant, provenance=outcome.provenance,
-                           detail=f"{len(outcome.records)} rows")
+                row.update(
+                    result="works",
+                    variant=outcome.variant,
+                    provenance=outcome.provenance,
+                    detail=f"{len(outcome.records)} rows",
+                )
             except NotServed as exc:
-                row.update(result="not entitled" if exc.reason == "not-entitled" else "not served",
-                           detail="; ".join(exc.tried) or exc.reason)
+                row.update(
+                    result="not entitled" if exc.reason == "not-entitled" else "not served",
+                    detail="; ".join(exc.tried) or exc.reason,
+                )
             except AuditUnavailable:
                 raise
             except SessionError as exc:
@@ -76,8 +82,11 @@ def run_probe(app, categories=()) -> tuple[dict, list[dict]]:
         rows.append(row)
     if status.usable:
         data = _load(app)
-        data[app.cache_key()] = {"build": status.build, "time": int(time.time()),
-                                 "reads": {r["read"]: r for r in rows}}
+        data[app.cache_key()] = {
+            "build": status.build,
+            "time": int(time.time()),
+            "reads": {r["read"]: r for r in rows},
+        }
         os.makedirs(app.config.state_dir, mode=0o700, exist_ok=True)
         tmp = _path(app) + f".{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8") as fh:

@@ -152,7 +152,9 @@ class Redactor:
         self._secret_re: re.Pattern | None = None
         self._home_key: object = object()
         self._home_re: re.Pattern | None = None
-        self._quick: tuple | None = None  # (home key, lower-case needles, patterns without literals)
+        self._quick: tuple | None = (
+            None  # (home key, lower-case needles, patterns without literals)
+        )
         self._key_cache: dict = {}  # key -> (redacted key, is secret key); keys repeat in records
         self.add_keys(BUILTIN_KEYS)
         self.add_patterns(BUILTIN_PATTERNS)
@@ -422,7 +424,10 @@ class Redactor:
             for key, value in obj.items():
                 known = cache.get(key) if isinstance(key, str) else None
                 if known is None:
-                    known = (self.text(key) if isinstance(key, str) else key, self.is_secret_key(key))
+                    known = (
+                        self.text(key) if isinstance(key, str) else key,
+                        self.is_secret_key(key),
+                    )
                     if isinstance(key, str) and len(cache) < 4096:
                         cache[key] = known
                 new_key, secret_key = known

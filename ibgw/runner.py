@@ -55,7 +55,9 @@ def _convert(param: Param, value):
     if param.type == "float" and value != value:  # NaN
         raise UsageError(f"{label}: expected a number", reason="invalid-parameter")
     if param.type == "choice" and value not in param.choices:
-        raise UsageError(f"{label}: must be one of {', '.join(param.choices)}", reason="invalid-parameter")
+        raise UsageError(
+            f"{label}: must be one of {', '.join(param.choices)}", reason="invalid-parameter"
+        )
     if param.pattern and not re.fullmatch(param.pattern, str(value)):
         shown = str(value) if len(str(value)) <= 32 and str(value).isprintable() else "value"
         raise UsageError(f"{label}: invalid value {shown!r}", reason="invalid-parameter")
@@ -76,7 +78,9 @@ def validate_params(read: Read, given: dict) -> dict:
         value = given.get(param.name)
         if value is None or (param.multiple and value in ((), [])):
             if param.required:
-                raise UsageError(f"{param.name.replace('_', '-')}: required", reason="invalid-parameter")
+                raise UsageError(
+                    f"{param.name.replace('_', '-')}: required", reason="invalid-parameter"
+                )
             out[param.name] = list(param.default or ()) if param.multiple else param.default
             continue
         if param.multiple:
@@ -101,8 +105,9 @@ class Progress:
             self._last = time.monotonic()
             width = 30
             filled = int(width * self.done / max(self.total, 1))
-            sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
-                             f"{self.done}/{self.total}")
+            sys.stderr.write(
+                f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
+            )
             sys.stderr.flush()
 
     def close(self) -> None:
@@ -191,9 +196,12 @@ class ReadContext:
             self.provenance, self.variant = endpoint.provenance, endpoint.key
             return result
         reason = last.reason if last is not None and last.reason == "not-entitled" else "not-served"
-        raise NotServed(f"this gateway build does not serve {self.read.key} (tried {len(tried)} variants)",
-                        reason=reason, tried=tried,
-                        hint="Run 'ibgw probe' to see which reads this gateway serves.")
+        raise NotServed(
+            f"this gateway build does not serve {self.read.key} (tried {len(tried)} variants)",
+            reason=reason,
+            tried=tried,
+            hint="Run 'ibgw probe' to see which reads this gateway serves.",
+        )
 
 
 # -- shaping --------------------------------------------------------------------
@@ -206,9 +214,11 @@ def _shape(read: Read, raw) -> list[dict]:
         try:
             return schema_cls(many=True).dump(records)
         except (ValueError, TypeError, AttributeError, ValidationError):
-            raise Unavailable("the gateway's answer did not have the expected shape",
-                              reason="malformed-response",
-                              hint="Run 'ibgw probe' and report the gateway build.") from None
+            raise Unavailable(
+                "the gateway's answer did not have the expected shape",
+                reason="malformed-response",
+                hint="Run 'ibgw probe' and report the gateway build.",
+            ) from None
     if read.columns:
         return [{c: r.get(c) for c in read.columns} for r in records if isinstance(r, dict)]
     return [r for r in records if isinstance(r, dict)]
@@ -227,17 +237,35 @@ def run_audited(app, command: str, params: dict, actor: str, fn):
         result = fn(auditor)
     except IbgwError as exc:
         outcome = "denied" if isinstance(exc, PolicyRefused) else "error"
-        auditor.outcome(call_id, command, outcome, state=exc.state, reason=exc.reason,
-                        duration_ms=int((time.monotonic() - started) * 1000))
+        auditor.outcome(
+            call_id,
+            command,
+            outcome,
+            state=exc.state,
+            reason=exc.reason,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
         raise
     except BaseException as exc:
-        auditor.outcome(call_id, command, "error", reason=type(exc).__name__,
-                        duration_ms=int((time.monotonic() - started) * 1000))
+        auditor.outcome(
+            call_id,
+            command,
+            "error",
+            reason=type(exc).__name__,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
         raise
     rows = len(result.records) if isinstance(result, ReadOutcome) else None
     provenance = result.provenance if isinstance(result, ReadOutcome) else None
-    auditor.outcome(call_id, command, "ok", state="usable", rows=rows, provenance=provenance,
-                    duration_ms=int((time.monotonic() - started) * 1000))
+    auditor.outcome(
+        call_id,
+        command,
+        "ok",
+        state="usable",
+        rows=rows,
+        provenance=provenance,
+        duration_ms=int((time.monotonic() - started) * 1000),
+    )
     return result
 
 
@@ -262,12 +290,16 @@ def run_read(app, read: Read, params: dict, actor: str = "cli") -> ReadOutcome:
         if provenance is None and len(read.endpoints) == 1:
             provenance, variant = read.endpoints[0].provenance, read.endpoints[0].key
         records = redact.data(_shape(read, raw))
-        return ReadOutcome(read, records, read.single, provenance, variant,
-                           [redact.text(n) for n in notes], varied)
+        return ReadOutcome(
+            read, records, read.single, provenance, variant, [redact.text(n) for n in notes], varied
+        )
 
     return run_audited(app, read.key, values, actor, go)
 
 
 def not_entitled(what: str, hint: str = "") -> NotServed:
-    return NotServed(f"not entitled: {what}", reason="not-entitled",
-                     hint=hint or "Check your market-data subscriptions in Client Portal.")
+    return NotServed(
+        f"not entitled: {what}",
+        reason="not-entitled",
+        hint=hint or "Check your market-data subscriptions in Client Portal.",
+    )

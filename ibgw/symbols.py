@@ -41,9 +41,14 @@ def _contract(entry: dict, symbol: str) -> dict:
         conid = int(str(entry.get("conid")))
     except (TypeError, ValueError):
         raise UsageError(f"unknown symbol {symbol}", reason="unknown-symbol") from None
-    return {"conid": conid, "symbol": str(entry.get("symbol") or symbol), "exchange": _exchange_of(entry),
-            "company": entry.get("companyName") or "", "months": months,
-            "option_exchanges": opt_exchanges}
+    return {
+        "conid": conid,
+        "symbol": str(entry.get("symbol") or symbol),
+        "exchange": _exchange_of(entry),
+        "company": entry.get("companyName") or "",
+        "months": months,
+        "option_exchanges": opt_exchanges,
+    }
 
 
 def resolve_symbol(ctx, symbol: str, sec_type: str = "STK", exchange: str | None = None) -> dict:
@@ -57,11 +62,16 @@ def resolve_symbol(ctx, symbol: str, sec_type: str = "STK", exchange: str | None
         if not isinstance(results, list):
             results = []
         cache[key] = results
-    entries = [r for r in results if isinstance(r, dict) and str(r.get("symbol", "")).upper() == symbol]
+    entries = [
+        r for r in results if isinstance(r, dict) and str(r.get("symbol", "")).upper() == symbol
+    ]
     entries = entries or [r for r in results if isinstance(r, dict)]
     if not entries:
-        raise UsageError(f"unknown symbol {symbol}", reason="unknown-symbol",
-                         hint="Check the ticker; use --conid to give a contract id directly.")
+        raise UsageError(
+            f"unknown symbol {symbol}",
+            reason="unknown-symbol",
+            hint="Check the ticker; use --conid to give a contract id directly.",
+        )
     if exchange:
         wanted = exchange.strip().upper()
         chosen = [e for e in entries if _exchange_of(e) == wanted]
@@ -92,6 +102,8 @@ def choose_account(ctx, explicit: str | None = None) -> str:
     if wanted is None:
         return ids[0]
     if wanted not in ids:
-        raise UsageError("account: not one of this login's accounts (see 'ibgw accounts')",
-                         reason="unknown-account")
+        raise UsageError(
+            "account: not one of this login's accounts (see 'ibgw accounts')",
+            reason="unknown-account",
+        )
     return wanted

@@ -34,13 +34,21 @@ def figures() -> str:
     url = _module("test_urlcheck")
     policy = _module("test_policy")
     canary = _module("test_canary")
-    tricks = (len(policy.TRICKS) * 2 + len(policy.ODD_METHODS) + len(policy.DENIED)
-              + len(policy.HOSTILE_IDS) * len(policy.TEMPLATES) + len(policy.RAW_IDS) * len(policy.TEMPLATES)
-              + len(policy.BAD_QUERIES))
+    tricks = (
+        len(policy.TRICKS) * 2
+        + len(policy.ODD_METHODS)
+        + len(policy.DENIED)
+        + len(policy.HOSTILE_IDS) * len(policy.TEMPLATES)
+        + len(policy.RAW_IDS) * len(policy.TEMPLATES)
+        + len(policy.BAD_QUERIES)
+    )
     commands = len(canary.BASE_COMMANDS) + len(canary.READS)
     faults = len(canary.SCENARIOS)
-    audit_faults = _count_tests("test_audit", "edit|deletion|deleted|reorder|insert|torn|truncat|disk_full|"
-                                "unwritable|read_only|symlink|checkpoint|missing|hard_linked|not_a_regular")
+    audit_faults = _count_tests(
+        "test_audit",
+        "edit|deletion|deleted|reorder|insert|torn|truncat|disk_full|"
+        "unwritable|read_only|symlink|checkpoint|missing|hard_linked|not_a_regular",
+    )
     lines = [
         "| promise | what the tests try | result |",
         "|---|---|---|",
@@ -71,7 +79,9 @@ def main(argv: list[str]) -> int:
     fresh = render(current)
     if "--check" in argv:
         if fresh != current:
-            print("docs/security.md is stale: run python scripts/security_figures.py", file=sys.stderr)
+            print(
+                "docs/security.md is stale: run python scripts/security_figures.py", file=sys.stderr
+            )
             return 1
         return 0
     DOC.write_text(fresh)

@@ -34,8 +34,12 @@ def test_eight_processes_two_hundred_reads_each(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("IBGW_")}
     (tmp_path / "empty.toml").write_text("")
     env.update(IBGW_STATE_DIR=str(tmp_path), IBGW_CONFIG=str(tmp_path / "empty.toml"))
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, "200"], env=env, stderr=subprocess.PIPE,
-                              text=True) for _ in range(8)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, "200"], env=env, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(8)
+    ]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
@@ -85,7 +89,9 @@ def test_disk_full_stops_the_call_before_the_gateway(ibgw_cli, monkeypatch):
     result = ibgw_cli("-o", "json", "accounts")
     monkeypatch.setattr(ibgw.audit.os, "fsync", real_fsync)
     assert result.exit_code == 7, result.output + result.stderr
-    assert json.loads(result.stderr.strip().splitlines()[-1])["error"]["reason"] == "audit-unavailable"
+    assert (
+        json.loads(result.stderr.strip().splitlines()[-1])["error"]["reason"] == "audit-unavailable"
+    )
     assert sent == []
 
 
@@ -126,8 +132,16 @@ def test_policy_refusal_is_audited_as_denied(ibgw_pm, ibgw_cli, ibgw_env):
     class Sneaky:
         @hookimpl
         def ibgw_register_reads(register):
-            register(Read(category="sneaky", name="logout", summary="x", default=True,
-                          endpoints=[logout], fetch=lambda ctx: ctx.call(logout)))
+            register(
+                Read(
+                    category="sneaky",
+                    name="logout",
+                    summary="x",
+                    default=True,
+                    endpoints=[logout],
+                    fetch=lambda ctx: ctx.call(logout),
+                )
+            )
 
     ibgw_pm.register(Sneaky)
     sent = []

@@ -13,22 +13,44 @@ from pathlib import Path
 
 import pytest
 
-from ibgw import FakeRoute, hookimpl
+from ibgw import hookimpl
 from ibgw.plugins import collect_reads, get_plugin_manager
 
 CANARY = "Kq7CANARYz"
-SCENARIOS = ["connected", "canary-echo", "missing-session", "expired-session", "competing-session", "no-bridge",
-             "keepalive-expired", "gateway-down", "rate-limited", "malformed-response", "login-page",
-             "access-denied", "server-error", "documented-only"]
-SECRET_FIELDS = {"session": f"{CANARY}tickle0123456789abcdef", "sessionId": f"{CANARY}sessid",
-                 "MAC": "8e:1c:44:0a:bb:07", "hardware_info": f"{CANARY}hw|8e:1c:44:0a:bb:07",
-                 "userId": 987654321, "USER_NAME": f"{CANARY}user", "CREDENTIAL": f"{CANARY}cred",
-                 "IP": "203.0.113.77", "PAPER_USER_NAME": f"{CANARY}paper"}
+SCENARIOS = [
+    "connected",
+    "canary-echo",
+    "missing-session",
+    "expired-session",
+    "competing-session",
+    "no-bridge",
+    "keepalive-expired",
+    "gateway-down",
+    "rate-limited",
+    "malformed-response",
+    "login-page",
+    "access-denied",
+    "server-error",
+    "documented-only",
+]
+SECRET_FIELDS = {
+    "session": f"{CANARY}tickle0123456789abcdef",
+    "sessionId": f"{CANARY}sessid",
+    "MAC": "8e:1c:44:0a:bb:07",
+    "hardware_info": f"{CANARY}hw|8e:1c:44:0a:bb:07",
+    "userId": 987654321,
+    "USER_NAME": f"{CANARY}user",
+    "CREDENTIAL": f"{CANARY}cred",
+    "IP": "203.0.113.77",
+    "PAPER_USER_NAME": f"{CANARY}paper",
+}
 PLANTED = [v if isinstance(v, str) else str(v) for v in SECRET_FIELDS.values()] + [CANARY]
 
 
-ECHO = (f"failed for {SECRET_FIELDS['session']}: Set-Cookie: JSESSIONID={CANARY}jsess; "
-        f"GET /v1/api/x?token={CANARY}tok sessionId={SECRET_FIELDS['sessionId']}")
+ECHO = (
+    f"failed for {SECRET_FIELDS['session']}: Set-Cookie: JSESSIONID={CANARY}jsess; "
+    f"GET /v1/api/x?token={CANARY}tok sessionId={SECRET_FIELDS['sessionId']}"
+)
 
 
 class CanaryRoutes:
@@ -38,26 +60,75 @@ class CanaryRoutes:
     @hookimpl
     def ibgw_fake_fixtures(register):
         only = ["canary-echo"]
-        auth = {"authenticated": True, "established": True, "competing": False, "connected": True,
-                "MAC": SECRET_FIELDS["MAC"], "hardware_info": SECRET_FIELDS["hardware_info"],
-                "message": ECHO, "fail": ECHO}
-        register({
-            "scenarios": {"canary-echo": {"description": "secrets echoed everywhere", "base": "connected",
-                                          "hide": []}},
-            "routes": [
-                {"method": ["GET", "POST"], "path": "/iserver/auth/status", "scenarios": only, "response": auth},
-                {"method": ["GET", "POST"], "path": "/tickle", "scenarios": only, "response": {
-                    "session": SECRET_FIELDS["session"], "userId": SECRET_FIELDS["userId"], "ssoExpires": 1,
-                    "collission": False, "iserver": {"authStatus": auth}}},
-                {"method": "GET", "path": "/iserver/accounts", "scenarios": only, "response": {
-                    "accounts": ["DU1234567"], "selectedAccount": "DU1234567", "isPaper": True,
-                    "sessionId": SECRET_FIELDS["sessionId"], "MAC": SECRET_FIELDS["MAC"]}},
-                {"method": "GET", "path": "/sso/validate", "scenarios": only, "response": {
-                    k: SECRET_FIELDS[k] for k in ("USER_NAME", "CREDENTIAL", "IP", "PAPER_USER_NAME")}},
-                {"method": "GET", "path": "/portfolio/accounts", "scenarios": only, "status": 500,
-                 "response": {"error": ECHO, "statusCode": 500}},
-            ],
-        })
+        auth = {
+            "authenticated": True,
+            "established": True,
+            "competing": False,
+            "connected": True,
+            "MAC": SECRET_FIELDS["MAC"],
+            "hardware_info": SECRET_FIELDS["hardware_info"],
+            "message": ECHO,
+            "fail": ECHO,
+        }
+        register(
+            {
+                "scenarios": {
+                    "canary-echo": {
+                        "description": "secrets echoed everywhere",
+                        "base": "connected",
+                        "hide": [],
+                    }
+                },
+                "routes": [
+                    {
+                        "method": ["GET", "POST"],
+                        "path": "/iserver/auth/status",
+                        "scenarios": only,
+                        "response": auth,
+                    },
+                    {
+                        "method": ["GET", "POST"],
+                        "path": "/tickle",
+                        "scenarios": only,
+                        "response": {
+                            "session": SECRET_FIELDS["session"],
+                            "userId": SECRET_FIELDS["userId"],
+                            "ssoExpires": 1,
+                            "collission": False,
+                            "iserver": {"authStatus": auth},
+                        },
+                    },
+                    {
+                        "method": "GET",
+                        "path": "/iserver/accounts",
+                        "scenarios": only,
+                        "response": {
+                            "accounts": ["DU1234567"],
+                            "selectedAccount": "DU1234567",
+                            "isPaper": True,
+                            "sessionId": SECRET_FIELDS["sessionId"],
+                            "MAC": SECRET_FIELDS["MAC"],
+                        },
+                    },
+                    {
+                        "method": "GET",
+                        "path": "/sso/validate",
+                        "scenarios": only,
+                        "response": {
+                            k: SECRET_FIELDS[k]
+                            for k in ("USER_NAME", "CREDENTIAL", "IP", "PAPER_USER_NAME")
+                        },
+                    },
+                    {
+                        "method": "GET",
+                        "path": "/portfolio/accounts",
+                        "scenarios": only,
+                        "status": 500,
+                        "response": {"error": ECHO, "statusCode": 500},
+                    },
+                ],
+            }
+        )
 
 
 # Reads that declare no probe (because probing would spend a scarce IBKR allowance,
@@ -68,8 +139,10 @@ EXAMPLES = {"transfers transactions": {"symbol": "AAPL"}}
 
 def _reads():
     pm = get_plugin_manager(load_entrypoints=True)
-    return sorted((r for r in collect_reads(pm) if r.probe is not None or r.key in EXAMPLES),
-                  key=lambda r: r.key)
+    return sorted(
+        (r for r in collect_reads(pm) if r.probe is not None or r.key in EXAMPLES),
+        key=lambda r: r.key,
+    )
 
 
 READS = _reads()
@@ -132,27 +205,49 @@ def _run_everything(pm, ibgw_env, commands, scenarios, formats, debugs):
         for argv in commands:
             for fmt in formats:
                 for debug in debugs:
-                    args = ["--backend", "fake", "--scenario", scenario, "--timeout", "2", "-o", fmt]
+                    args = [
+                        "--backend",
+                        "fake",
+                        "--scenario",
+                        scenario,
+                        "--timeout",
+                        "2",
+                        "-o",
+                        fmt,
+                    ]
                     args += ["--debug"] if debug else []
                     result = runner.invoke(cli, args + argv)
                     runs += 1
                     codes.append(result.exit_code)
                     text = result.stdout + result.stderr
                     assert "Traceback" not in text or debug, (scenario, argv, text[-500:])
-                    hits += [f"{scenario} {' '.join(argv)} -o {fmt}: {c}" for c in PLANTED if c in text]
+                    hits += [
+                        f"{scenario} {' '.join(argv)} -o {fmt}: {c}" for c in PLANTED if c in text
+                    ]
     hits += _scan_tree(Path(os.environ["IBGW_STATE_DIR"]))
     assert 2 not in codes, "a run failed on usage or configuration: the scan would prove nothing"
     return hits, runs
 
 
-BASE_COMMANDS = [["status"], ["keepalive"], ["accounts"], ["accounts", "positions"], ["doctor"],
-                 ["config", "show"], ["config", "path"], ["audit", "path"], ["audit", "tail"], ["plugins"]]
+BASE_COMMANDS = [
+    ["status"],
+    ["keepalive"],
+    ["accounts"],
+    ["accounts", "positions"],
+    ["doctor"],
+    ["config", "show"],
+    ["config", "path"],
+    ["audit", "path"],
+    ["audit", "tail"],
+    ["plugins"],
+]
 
 
 def test_no_canary_in_any_output_connected(canary_pm, ibgw_env):
     commands = BASE_COMMANDS + [_argv(r) for r in READS]
-    hits, runs = _run_everything(canary_pm, ibgw_env, commands, ["connected"], ["table", "json", "csv"],
-                                 [False, True])
+    hits, runs = _run_everything(
+        canary_pm, ibgw_env, commands, ["connected"], ["table", "json", "csv"], [False, True]
+    )
     assert runs >= len(commands) * 6
     assert hits == []
     # the canaries really went through ibgw (and were caught), not around it

@@ -12,7 +12,9 @@ from ibgw import endpoints as core_endpoints
 from ibgw.plugins import collect_reads, get_plugin_manager
 from ibgw.policy import is_denied
 
-SPEC = Path(__file__).resolve().parents[2] / "shared" / "reference" / "ibkr-cpapi-openapi-2.29.0.json"
+SPEC = (
+    Path(__file__).resolve().parents[2] / "shared" / "reference" / "ibkr-cpapi-openapi-2.29.0.json"
+)
 
 
 def _norm(path: str) -> str:
@@ -24,8 +26,12 @@ def spec_pairs():
     if not SPEC.exists():
         pytest.fail(f"the IBKR spec is expected beside the repository at {SPEC}")
     paths = json.loads(SPEC.read_text())["paths"]
-    return {(method.upper(), _norm(path)) for path, ops in paths.items() for method in ops
-            if method in ("get", "post", "put", "patch", "delete")}
+    return {
+        (method.upper(), _norm(path))
+        for path, ops in paths.items()
+        for method in ops
+        if method in ("get", "post", "put", "patch", "delete")
+    }
 
 
 def all_endpoints():

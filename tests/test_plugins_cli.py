@@ -39,28 +39,47 @@ def broken_plugins(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     make_dist(site, "ibgw-explodes", "ibgw_explodes", "raise RuntimeError('boom at import')\n")
-    make_dist(site, "ibgw-nospec", "ibgw_nospec", """
+    make_dist(
+        site,
+        "ibgw-nospec",
+        "ibgw_nospec",
+        """
         from ibgw import hookimpl
 
         @hookimpl
         def ibgw_not_a_hook(register):
             pass
-    """)
+    """,
+    )
     (tmp_path / "empty.toml").write_text("")
-    return {"PYTHONPATH": str(site), "IBGW_STATE_DIR": str(tmp_path / "state"),
-            "IBGW_CONFIG": str(tmp_path / "empty.toml")}
+    return {
+        "PYTHONPATH": str(site),
+        "IBGW_STATE_DIR": str(tmp_path / "state"),
+        "IBGW_CONFIG": str(tmp_path / "empty.toml"),
+    }
 
 
 def test_help_lists_core_commands_and_exit_codes():
     result = run(["--help"])
     assert result.returncode == 0, result.stderr
-    for command in ("status", "keepalive", "accounts", "plugins", "config", "probe", "doctor", "mcp"):
+    for command in (
+        "status",
+        "keepalive",
+        "accounts",
+        "plugins",
+        "config",
+        "probe",
+        "doctor",
+        "mcp",
+    ):
         assert f"  {command} " in result.stdout
     assert "7 audit unavailable" in result.stdout.replace("\n", " ").replace("  ", " ")
 
 
 def test_python_dash_m_works():
-    result = subprocess.run([sys.executable, "-m", "ibgw", "--version"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "ibgw", "--version"], capture_output=True, text=True
+    )
     assert result.returncode == 0 and "ibgw" in result.stdout
 
 
@@ -90,19 +109,33 @@ def test_load_plugins_allow_list(broken_plugins):
 def test_no_heavy_imports_when_building_the_whole_cli():
     """Every installed plugin's entry module is imported to build the CLI: none may
     pull in requests, marshmallow, the MCP SDK, urllib3 or tabulate."""
-    code = ("import sys; from ibgw.cli import create_cli; create_cli(); "
-            f"print([m for m in {HEAVY!r} if m in sys.modules])")
+    code = (
+        "import sys; from ibgw.cli import create_cli; create_cli(); "
+        f"print([m for m in {HEAVY!r} if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("module", ["ibgw.cli"] + sorted(
-    ep.value for ep in __import__("importlib.metadata").metadata.entry_points(group="ibgw")))
+@pytest.mark.parametrize(
+    "module",
+    ["ibgw.cli"]
+    + sorted(
+        ep.value for ep in __import__("importlib.metadata").metadata.entry_points(group="ibgw")
+    ),
+)
 def test_importtime_of_entry_modules(module):
-    out = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"],
-                         capture_output=True, text=True, check=True)
-    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in out.stderr.splitlines()
-                if line.startswith("import time:")}
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    imported = {
+        line.rsplit("|", 1)[-1].strip().split(".")[0]
+        for line in out.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     assert not imported & {"requests", "marshmallow", "mcp"}, module
 
 
@@ -120,7 +153,9 @@ def test_duplicate_command_is_reported_naming_both_plugins(ibgw_pm):
     ibgw_pm.register(First, name="first-plugin")
     ibgw_pm.register(Second, name="second-plugin")
     cli = create_cli(ibgw_pm)
-    assert any("'twin' is registered by both first-plugin and second-plugin" in c for c in cli.conflicts)
+    assert any(
+        "'twin' is registered by both first-plugin and second-plugin" in c for c in cli.conflicts
+    )
     from click.testing import CliRunner
 
     result = CliRunner().invoke(cli, ["twin"])
@@ -134,6 +169,7 @@ def test_duplicate_read_is_reported(ibgw_pm):
             @hookimpl
             def ibgw_register_reads(register):
                 register(Read(category="dup", name="one", summary="x", fetch=lambda ctx: []))
+
         ibgw_pm.register(P, name=name)
 
     make("plugin-a")
@@ -154,12 +190,31 @@ def test_category_default_read_answers_bare_category(ibgw_pm, ibgw_cli):
                 seen.update(symbol=symbol, limit=limit)
                 return [{"symbol": symbol, "n": limit}]
 
-            register(Read(category="demo", name="headlines", summary="demo", default=True, session=False,
-                          params=[Param("symbol", "ticker", argument=True, required=True),
-                                  Param("limit", "how many", type="int", minimum=1)],
-                          fetch=fetch, columns=["symbol", "n"]))
-            register(Read(category="demo", name="other", summary="other", session=False,
-                          fetch=lambda ctx: [{"x": 1}], columns=["x"]))
+            register(
+                Read(
+                    category="demo",
+                    name="headlines",
+                    summary="demo",
+                    default=True,
+                    session=False,
+                    params=[
+                        Param("symbol", "ticker", argument=True, required=True),
+                        Param("limit", "how many", type="int", minimum=1),
+                    ],
+                    fetch=fetch,
+                    columns=["symbol", "n"],
+                )
+            )
+            register(
+                Read(
+                    category="demo",
+                    name="other",
+                    summary="other",
+                    session=False,
+                    fetch=lambda ctx: [{"x": 1}],
+                    columns=["x"],
+                )
+            )
 
     ibgw_pm.register(P)
     result = ibgw_cli("demo", "AAPL", "--limit", "3", "-o", "json")
@@ -177,7 +232,16 @@ def test_internal_error_is_one_line_without_traceback(ibgw_pm, ibgw_cli):
             def fetch(ctx):
                 raise KeyError("secret-ish detail")
 
-            register(Read(category="oops", name="now", summary="x", default=True, session=False, fetch=fetch))
+            register(
+                Read(
+                    category="oops",
+                    name="now",
+                    summary="x",
+                    default=True,
+                    session=False,
+                    fetch=fetch,
+                )
+            )
 
     ibgw_pm.register(P)
     result = ibgw_cli("oops", "now")
@@ -186,16 +250,29 @@ def test_internal_error_is_one_line_without_traceback(ibgw_pm, ibgw_cli):
     assert "Traceback" not in result.output + result.stderr
 
 
-@pytest.mark.parametrize("url,code", [
-    ("https://localhost:5000/v1/api", 0), ("http://127.0.0.1:5000", 0), ("https://[::1]:5000/v1/api", 0),
-    ("https://127.0.0.2:5000/v1/api", 2), ("https://user:pw@localhost:5000", 2), ("https://localhost.:5000", 2),
-    ("https://evil.example.com/v1/api", 2), ("https://localhost:5000/v1/api?x=1", 2),
-])
+@pytest.mark.parametrize(
+    "url,code",
+    [
+        ("https://localhost:5000/v1/api", 0),
+        ("http://127.0.0.1:5000", 0),
+        ("https://[::1]:5000/v1/api", 0),
+        ("https://127.0.0.2:5000/v1/api", 2),
+        ("https://user:pw@localhost:5000", 2),
+        ("https://localhost.:5000", 2),
+        ("https://evil.example.com/v1/api", 2),
+        ("https://localhost:5000/v1/api?x=1", 2),
+    ],
+)
 def test_config_check_exit_codes(url, code, tmp_path):
     (tmp_path / "x.toml").write_text("")
-    result = run(["config", "check", "--gateway-url", url, "--no-verify-tls"],
-                 env={"IBGW_STATE_DIR": str(tmp_path), "IBGW_CONFIG": str(tmp_path / "x.toml")})
+    result = run(
+        ["config", "check", "--gateway-url", url, "--no-verify-tls"],
+        env={"IBGW_STATE_DIR": str(tmp_path), "IBGW_CONFIG": str(tmp_path / "x.toml")},
+    )
     assert result.returncode == code, result.stderr
     if code == 2:
-        assert result.stderr.startswith("ibgw: gateway_url") and len(result.stderr.strip().splitlines()) == 1
+        assert (
+            result.stderr.startswith("ibgw: gateway_url")
+            and len(result.stderr.strip().splitlines()) == 1
+        )
         assert "pw@" not in result.stderr and "evil" not in result.stderr

@@ -43,10 +43,16 @@ def test_fake_status_per_scenario(ibgw_cli, scenario):
     assert _status(ibgw_cli, "--scenario", scenario) == STATUS_EXPECTED[scenario]
 
 
-@pytest.mark.parametrize("scenario,code,outcome", [
-    ("keepalive-success", 0, "keepalive-success"), ("connected", 0, "keepalive-success"),
-    ("keepalive-expired", 3, "keepalive-expired"), ("missing-session", 3, "keepalive-expired"),
-    ("gateway-down", 4, "keepalive-failed")])
+@pytest.mark.parametrize(
+    "scenario,code,outcome",
+    [
+        ("keepalive-success", 0, "keepalive-success"),
+        ("connected", 0, "keepalive-success"),
+        ("keepalive-expired", 3, "keepalive-expired"),
+        ("missing-session", 3, "keepalive-expired"),
+        ("gateway-down", 4, "keepalive-failed"),
+    ],
+)
 def test_fake_keepalive(ibgw_cli, scenario, code, outcome):
     result = ibgw_cli("--scenario", scenario, "-o", "json", "keepalive")
     assert result.exit_code == code, result.output + result.stderr
@@ -60,27 +66,56 @@ def test_live_over_http_matches_in_process_fake(ibgw_fake_gateway, ibgw_cli, sce
     assert got == STATUS_EXPECTED[scenario]
 
 
-@pytest.mark.parametrize("scenario", ["connected", "missing-session", "no-bridge", "malformed-response",
-                                      "rate-limited", "login-page"])
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        "connected",
+        "missing-session",
+        "no-bridge",
+        "malformed-response",
+        "rate-limited",
+        "login-page",
+    ],
+)
 def test_live_over_https_with_pinned_fingerprint(ibgw_fake_gateway_tls, ibgw_cli, scenario):
     server = ibgw_fake_gateway_tls
     server.scenario = scenario
-    got = _status(ibgw_cli, "--backend", "live", "--gateway-url", server.url, "--verify-tls",
-                  "--tls-fingerprint", server.fingerprint)
+    got = _status(
+        ibgw_cli,
+        "--backend",
+        "live",
+        "--gateway-url",
+        server.url,
+        "--verify-tls",
+        "--tls-fingerprint",
+        server.fingerprint,
+    )
     assert got == STATUS_EXPECTED[scenario]
 
 
 def test_wrong_fingerprint_is_a_tls_error(ibgw_fake_gateway_tls, ibgw_cli):
-    got = _status(ibgw_cli, "--backend", "live", "--gateway-url", ibgw_fake_gateway_tls.url,
-                  "--verify-tls", "--tls-fingerprint", "ab" * 32)
+    got = _status(
+        ibgw_cli,
+        "--backend",
+        "live",
+        "--gateway-url",
+        ibgw_fake_gateway_tls.url,
+        "--verify-tls",
+        "--tls-fingerprint",
+        "ab" * 32,
+    )
     assert got == (4, "unavailable", "tls-error")
 
 
 def _env(state_dir, url):
     env = {k: v for k, v in os.environ.items() if not k.startswith("IBGW_")}
     (state_dir / "empty.toml").write_text("")
-    env.update(IBGW_STATE_DIR=str(state_dir), IBGW_CONFIG=str(state_dir / "empty.toml"),
-               IBGW_BACKEND="live", IBGW_GATEWAY_URL=url)
+    env.update(
+        IBGW_STATE_DIR=str(state_dir),
+        IBGW_CONFIG=str(state_dir / "empty.toml"),
+        IBGW_BACKEND="live",
+        IBGW_GATEWAY_URL=url,
+    )
     return env
 
 
@@ -101,7 +136,9 @@ def test_keepalive_expired_pauses_reads_in_other_processes(ibgw_fake_gateway, tm
 
     st = subprocess.run([IBGW, "status"], capture_output=True, text=True, env=env)
     assert st.returncode == 0
-    again = subprocess.run([IBGW, "-o", "json", "accounts"], capture_output=True, text=True, env=env)
+    again = subprocess.run(
+        [IBGW, "-o", "json", "accounts"], capture_output=True, text=True, env=env
+    )
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)
 
@@ -120,8 +157,12 @@ LOOP = textwrap.dedent("""
 def test_two_processes_never_exceed_pacing(ibgw_fake_gateway, tmp_path):
     server = ibgw_fake_gateway
     env = _env(tmp_path, server.url)
-    procs = [subprocess.Popen([sys.executable, "-c", LOOP, "20"], env=env, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", LOOP, "20"], env=env, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     for p in procs:
         _, err = p.communicate(timeout=60)
         assert p.returncode == 0, err

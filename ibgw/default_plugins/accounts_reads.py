@@ -2,13 +2,30 @@
 
 from marshmallow import Schema, fields
 
-from ibgw.endpoints import PORTFOLIO_ACCOUNTS, PORTFOLIO_LEDGER, PORTFOLIO_POSITIONS, PORTFOLIO_SUMMARY
+from ibgw.endpoints import (
+    PORTFOLIO_ACCOUNTS,
+    PORTFOLIO_LEDGER,
+    PORTFOLIO_POSITIONS,
+    PORTFOLIO_SUMMARY,
+)
 from ibgw.errors import Unavailable
 from ibgw.parse import integer, number
 
-MAIN_METRICS = ("netliquidation", "totalcashvalue", "settledcash", "buyingpower", "availablefunds",
-                "excessliquidity", "initmarginreq", "maintmarginreq", "equitywithloanvalue",
-                "grosspositionvalue", "cushion", "daytradesremaining", "accruedcash")
+MAIN_METRICS = (
+    "netliquidation",
+    "totalcashvalue",
+    "settledcash",
+    "buyingpower",
+    "availablefunds",
+    "excessliquidity",
+    "initmarginreq",
+    "maintmarginreq",
+    "equitywithloanvalue",
+    "grosspositionvalue",
+    "cushion",
+    "daytradesremaining",
+    "accruedcash",
+)
 MAX_PAGES = 2000
 
 
@@ -73,9 +90,16 @@ def fetch_accounts(ctx):
     for a in data:
         if not isinstance(a, dict):
             continue
-        rows.append({"account": a.get("accountId") or a.get("id"), "alias": _s(a.get("accountAlias")),
-                     "type": _s(a.get("type")), "currency": _s(a.get("currency")),
-                     "trading_type": _s(a.get("tradingType")), "business_type": _s(a.get("businessType"))})
+        rows.append(
+            {
+                "account": a.get("accountId") or a.get("id"),
+                "alias": _s(a.get("accountAlias")),
+                "type": _s(a.get("type")),
+                "currency": _s(a.get("currency")),
+                "trading_type": _s(a.get("tradingType")),
+                "business_type": _s(a.get("businessType")),
+            }
+        )
     return rows
 
 
@@ -91,9 +115,14 @@ def fetch_summary(ctx, account=None, all=False):
         if not isinstance(entry, dict) or entry.get("isNull") is True:
             continue
         value = entry.get("value")
-        rows.append({"metric": name, "amount": number(entry.get("amount")),
-                     "currency": _s(entry.get("currency")),
-                     "value": value if isinstance(value, str) and name != "accountcode" else None})
+        rows.append(
+            {
+                "metric": name,
+                "amount": number(entry.get("amount")),
+                "currency": _s(entry.get("currency")),
+                "value": value if isinstance(value, str) and name != "accountcode" else None,
+            }
+        )
     return rows
 
 
@@ -107,28 +136,43 @@ def fetch_ledger(ctx, account=None):
         e = data[key]
         if not isinstance(e, dict):
             continue
-        rows.append({"currency": key, "cash_balance": number(e.get("cashbalance")),
-                     "settled_cash": number(e.get("settledcash")),
-                     "net_liquidation": number(e.get("netliquidationvalue")),
-                     "stock_market_value": number(e.get("stockmarketvalue")),
-                     "option_market_value": number(e.get("stockoptionmarketvalue")),
-                     "unrealized_pnl": number(e.get("unrealizedpnl")),
-                     "realized_pnl": number(e.get("realizedpnl")),
-                     "interest": number(e.get("interest")), "dividends": number(e.get("dividends")),
-                     "exchange_rate": number(e.get("exchangerate"))})
+        rows.append(
+            {
+                "currency": key,
+                "cash_balance": number(e.get("cashbalance")),
+                "settled_cash": number(e.get("settledcash")),
+                "net_liquidation": number(e.get("netliquidationvalue")),
+                "stock_market_value": number(e.get("stockmarketvalue")),
+                "option_market_value": number(e.get("stockoptionmarketvalue")),
+                "unrealized_pnl": number(e.get("unrealizedpnl")),
+                "realized_pnl": number(e.get("realizedpnl")),
+                "interest": number(e.get("interest")),
+                "dividends": number(e.get("dividends")),
+                "exchange_rate": number(e.get("exchangerate")),
+            }
+        )
     return rows
 
 
 def position_row(p: dict) -> dict:
     strike = number(p.get("strike"))
-    return {"account": _s(p.get("acctId")), "conid": integer(p.get("conid")),
-            "description": _s(p.get("contractDesc")) or _s(p.get("fullName")),
-            "ticker": _s(p.get("ticker")), "asset_class": _s(p.get("assetClass")),
-            "position": number(p.get("position")), "mkt_price": number(p.get("mktPrice")),
-            "mkt_value": number(p.get("mktValue")), "currency": _s(p.get("currency")),
-            "avg_cost": number(p.get("avgCost")), "unrealized_pnl": number(p.get("unrealizedPnl")),
-            "realized_pnl": number(p.get("realizedPnl")), "expiry": _s(p.get("expiry")),
-            "strike": strike if strike else None, "right": _s(p.get("putOrCall"))}
+    return {
+        "account": _s(p.get("acctId")),
+        "conid": integer(p.get("conid")),
+        "description": _s(p.get("contractDesc")) or _s(p.get("fullName")),
+        "ticker": _s(p.get("ticker")),
+        "asset_class": _s(p.get("assetClass")),
+        "position": number(p.get("position")),
+        "mkt_price": number(p.get("mktPrice")),
+        "mkt_value": number(p.get("mktValue")),
+        "currency": _s(p.get("currency")),
+        "avg_cost": number(p.get("avgCost")),
+        "unrealized_pnl": number(p.get("unrealizedPnl")),
+        "realized_pnl": number(p.get("realizedPnl")),
+        "expiry": _s(p.get("expiry")),
+        "strike": strike if strike else None,
+        "right": _s(p.get("putOrCall")),
+    }
 
 
 def fetch_positions(ctx, account=None):
@@ -141,7 +185,9 @@ def fetch_positions(ctx, account=None):
         if not isinstance(data, list):
             raise Unavailable("unexpected answer from positions", reason="malformed-response")
         rows.extend(position_row(p) for p in data if isinstance(p, dict))
-        size = next((p.get("pageSize") for p in data if isinstance(p, dict) and p.get("pageSize")), 100)
+        size = next(
+            (p.get("pageSize") for p in data if isinstance(p, dict) and p.get("pageSize")), 100
+        )
         if len(data) < (integer(size) or 100):
             break
     return rows

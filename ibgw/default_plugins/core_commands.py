@@ -20,8 +20,10 @@ def _emit(records, columns, single=False):
 
 
 def _config_rows(app) -> list[dict]:
-    return [{"field": k, "value": v.get("value"), "source": v.get("source")}
-            for k, v in app.config.public_dict().items()]
+    return [
+        {"field": k, "value": v.get("value"), "source": v.get("source")}
+        for k, v in app.config.public_dict().items()
+    ]
 
 
 @click.command()
@@ -63,7 +65,9 @@ def config_check(**overrides):
     app.flags.update({k: v for k, v in overrides.items() if v is not None})
     app._config = None
     cfg = app.config
-    click.echo(f"ok: gateway_url {cfg.gateway_url} (verify_tls={'on' if cfg.verify_tls else 'off'})")
+    click.echo(
+        f"ok: gateway_url {cfg.gateway_url} (verify_tls={'on' if cfg.verify_tls else 'off'})"
+    )
 
 
 @config.command("path")
@@ -93,8 +97,11 @@ def probe(categories):
         raise UsageError(f"unknown category {bad[0]!r}; installed: {', '.join(sorted(known))}")
     status, rows = run_probe(app, categories)
     if app.output == "table":
-        click.echo(f"session: {status['state']} ({status['reason']})"
-                   + (f", {status['build']}" if status.get("build") else ""), err=True)
+        click.echo(
+            f"session: {status['state']} ({status['reason']})"
+            + (f", {status['build']}" if status.get("build") else ""),
+            err=True,
+        )
     _emit(rows, PROBE_COLUMNS)
 
 
@@ -111,22 +118,43 @@ def doctor(ctx):
     fmt = app.output
     cfg = _config_rows(app)
     st = check_status(app, actor="doctor").as_dict()
-    plugin_rows = [{"name": i.name, "version": i.version, "error": i.error}
-                   for i in sorted(app.pm.infos.values(), key=lambda i: i.name) if not i.builtin]
+    plugin_rows = [
+        {"name": i.name, "version": i.version, "error": i.error}
+        for i in sorted(app.pm.infos.values(), key=lambda i: i.name)
+        if not i.builtin
+    ]
     probe_entry = last_probe(app)
     probe_rows = list((probe_entry or {}).get("reads", {}).values())
     if fmt == "json":
         import json
 
-        emit(json.dumps({"config": cfg, "session": st, "plugins": plugin_rows,
-                         "probe": {"build": (probe_entry or {}).get("build"), "reads": probe_rows}},
-                        indent=2) + "\n")
+        emit(
+            json.dumps(
+                {
+                    "config": cfg,
+                    "session": st,
+                    "plugins": plugin_rows,
+                    "probe": {"build": (probe_entry or {}).get("build"), "reads": probe_rows},
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     else:
         emit("== configuration\n" + render(cfg, ("field", "value", "source"), "table"))
-        emit("\n== session\n" + render([st], ("state", "reason", "message", "hint", "build"), "table", single=True))
+        emit(
+            "\n== session\n"
+            + render([st], ("state", "reason", "message", "hint", "build"), "table", single=True)
+        )
         emit("\n== plugins\n" + render(plugin_rows, ("name", "version", "error"), "table"))
-        emit("\n== probe\n" + (render(probe_rows, PROBE_COLUMNS, "table") if probe_rows
-                               else "(no probe yet: run 'ibgw probe')\n"))
+        emit(
+            "\n== probe\n"
+            + (
+                render(probe_rows, PROBE_COLUMNS, "table")
+                if probe_rows
+                else "(no probe yet: run 'ibgw probe')\n"
+            )
+        )
     ctx.exit(STATE_EXIT[st["state"]])
 
 
@@ -138,8 +166,9 @@ def mcp():
     try:
         from ibgw.mcp_server import serve
     except ImportError:
-        raise ConfigError('mcp: the MCP SDK is not installed (pip install "ibgw[mcp]")',
-                          reason="mcp-missing") from None
+        raise ConfigError(
+            'mcp: the MCP SDK is not installed (pip install "ibgw[mcp]")', reason="mcp-missing"
+        ) from None
     serve(_app())
 
 

@@ -32,7 +32,9 @@ def ibgw_keepalive(gateway):
         data = gateway.call(TICKLE)
     except SessionError as exc:
         status = status_from_error(exc)
-        return KeepaliveResult("keepalive-expired" if status.state == MANUAL else "keepalive-failed", status)
+        return KeepaliveResult(
+            "keepalive-expired" if status.state == MANUAL else "keepalive-failed", status
+        )
     except IbgwError:
         return KeepaliveResult("keepalive-failed", SessionStatus.of("unexpected-status"))
     return classify_tickle(data)
@@ -88,9 +90,16 @@ def status(ctx):
 
 
 @click.command()
-@click.option("--watch", is_flag=True, help="Keep the session alive until Ctrl-C, printing each change.")
-@click.option("--interval", type=click.IntRange(5, 3600), default=60, show_default=True,
-              help="Seconds between keepalives with --watch.")
+@click.option(
+    "--watch", is_flag=True, help="Keep the session alive until Ctrl-C, printing each change."
+)
+@click.option(
+    "--interval",
+    type=click.IntRange(5, 3600),
+    default=60,
+    show_default=True,
+    help="Seconds between keepalives with --watch.",
+)
 @click.pass_context
 def keepalive(ctx, watch, interval):
     """Send one keepalive (tickle). Exit 0 keepalive-success, 3 keepalive-expired, 4 failed."""
