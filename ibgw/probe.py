@@ -1,7 +1,9 @@
 """``ibgw probe``: which reads this gateway build serves, and through which variant.
 
 Each read that declares ``probe`` parameters is run once with them (within the
-pacing limits, audited like any read). The table is kept per gateway and build in
+pacing limits, audited like any read). A read answers ``works`` (its preferred
+variant), ``fallback`` (preferred variants not served, a later one answered: the
+detail lists those not served), ``not served`` or ``not entitled``. The table is kept per gateway and build in
 the state directory; reads consult it to try the working variant first.
 """
 
@@ -62,11 +64,14 @@ def run_probe(app, categories=()) -> tuple[dict, list[dict]]:
         else:
             try:
                 outcome = run_read(app, read, dict(read.probe), actor="probe")
+                # "fallback": the preferred variants are not served here; a later one
+                # (often the documented snapshot) answered instead
                 row.update(
-                    result="works",
+                    result="fallback" if outcome.tried else "works",
                     variant=outcome.variant,
                     provenance=outcome.provenance,
-                    detail=f"{len(outcome.records)} rows",
+                    detail=f"{len(outcome.records)} rows"
+                    + (f"; not served: {'; '.join(outcome.tried)}" if outcome.tried else ""),
                 )
             except NotServed as exc:
                 row.update(

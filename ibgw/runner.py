@@ -28,6 +28,7 @@ class ReadOutcome:
     variant: str | None = None
     notes: list[str] = field(default_factory=list)
     varied: bool = False  # the endpoint was chosen among variants (ctx.variants)
+    tried: list[str] = field(default_factory=list)  # variants that were not served first
 
     def data(self):
         return self.records[0] if self.single and self.records else self.records
@@ -127,6 +128,7 @@ class ReadContext:
         self.notes: list[str] = []
         self.provenance: str | None = None
         self.variant: str | None = None
+        self.tried: list[str] = []
 
     @property
     def config(self):
@@ -193,7 +195,7 @@ class ReadContext:
                 tried.append(f"{endpoint.key} ({exc.reason})")
                 last = exc
                 continue
-            self.provenance, self.variant = endpoint.provenance, endpoint.key
+            self.provenance, self.variant, self.tried = endpoint.provenance, endpoint.key, tried
             return result
         reason = last.reason if last is not None and last.reason == "not-entitled" else "not-served"
         raise NotServed(
@@ -289,9 +291,22 @@ def run_read(app, read: Read, params: dict, actor: str = "cli") -> ReadOutcome:
             raw = raw.records
         if provenance is None and len(read.endpoints) == 1:
             provenance, variant = read.endpoints[0].provenance, read.endpoints[0].key
+        elif (
+            provenance is None
+            and read.endpoints
+            and all(e.provenance == "documented" for e in read.endpoints)
+        ):
+            provenance = "documented"
         records = redact.data(_shape(read, raw))
         return ReadOutcome(
-            read, records, read.single, provenance, variant, [redact.text(n) for n in notes], varied
+            read,
+            records,
+            read.single,
+            provenance,
+            variant,
+            [redact.text(n) for n in notes],
+            varied,
+            list(ctx.tried),
         )
 
     return run_audited(app, read.key, values, actor, go)
