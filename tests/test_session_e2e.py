@@ -168,3 +168,38 @@ def test_two_processes_never_exceed_pacing(ibgw_fake_gateway, tmp_path):
         assert p.returncode == 0, err
     assert server.stats.get("429", 0) == 0
     assert sum(1 for r in server.requests if r[1].endswith("/iserver/auth/status")) == 40
+
+
+def test_keepalive_watch_prints_changes_and_stops_cleanly_on_ctrl_c(ibgw_fake_gateway, tmp_path):
+    import signal
+    import time
+
+    server = ibgw_fake_gateway
+    env = _env(tmp_path, server.url)
+    proc = subprocess.Popen(
+        [IBGW, "keepalive", "--watch", "--interval", "5"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(
+            r[1].endswith("/tickle") for r in server.requests
+        ):
+            time.sleep(0.1)
+        server.scenario = "keepalive-expired"
+        deadline = time.monotonic() + 20
+        while (
+            time.monotonic() < deadline
+            and sum(r[1].endswith("/tickle") for r in server.requests) < 2
+        ):
+            time.sleep(0.1)
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "keepalive-success" in out and "keepalive-expired" in out
+    assert "Traceback" not in err
