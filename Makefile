@@ -18,19 +18,22 @@ $(STAMP): $(DEPS)
 
 install: $(STAMP)
 
+DEMO_READS := "accounts" "fx rate USD EUR" "options expirations SPY" \
+	"options chain SPY --month APR26 --strikes-around 2 --right C" \
+	"greeks SPY --month APR26 --strike 500 --right C" "depth SPY --levels 5" "calendar hours AAPL" \
+	"news AAPL --limit 5" "fundamentals AAPL" "transfers AAPL"
+
+# The main job, offline: the embedded fake backend answers like a live gateway.
 demo: $(STAMP)
-	@echo '$$ ibgw --backend fake status'
-	@$(VENV)/bin/ibgw --backend fake status
-	@echo; echo '$$ ibgw --backend fake accounts'
-	@$(VENV)/bin/ibgw --backend fake accounts
-	@for cmd in "fx rate USD EUR" "options expirations SPY" "greeks SPY --month APR26 --strike 500 --right C" \
-	            "calendar hours AAPL" "news AAPL --limit 5" "fundamentals AAPL"; do \
+	@export IBGW_STATE_DIR="$$(mktemp -d)"; \
+	echo '$$ ibgw --backend fake status'; $(VENV)/bin/ibgw --backend fake status || exit $$?; \
+	for cmd in $(DEMO_READS); do \
 	  set -- $$cmd; \
 	  if $(VENV)/bin/ibgw --help | grep -q "^  $$1 "; then \
 	    echo; echo "\$$ ibgw --backend fake $$cmd"; $(VENV)/bin/ibgw --backend fake $$cmd || exit $$?; fi; \
-	done
-	@echo; echo '$$ ibgw --backend fake --scenario missing-session status   # exit 3'
-	@$(VENV)/bin/ibgw --backend fake --scenario missing-session status; echo "exit $$?"
+	done; \
+	echo; echo '$$ ibgw --backend fake --scenario missing-session status'; \
+	$(VENV)/bin/ibgw --backend fake --scenario missing-session status; echo "(exit $$?: manual_action_required)"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
