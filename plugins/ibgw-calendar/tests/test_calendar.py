@@ -348,6 +348,8 @@ def test_events_default_week(cli, freeze, tz):
         "event_type": "earnings",
         "status": "confirmed",
         "source": "RSE",
+        "provenance": "undocumented",
+        "endpoint": "POST /calendar/events",
     }
 
 
@@ -883,6 +885,8 @@ def test_live_events_pinned(ibgw_responses, cli, tz):
             "event_type": "Earnings",
             "status": "confirmed",
             "source": "RSE",
+            "provenance": "undocumented",
+            "endpoint": "POST /calendar/events",
         },
         {
             "date": "2026-04-02",
@@ -894,6 +898,8 @@ def test_live_events_pinned(ibgw_responses, cli, tz):
             "event_type": "economic_event",
             "status": None,
             "source": "RSE",
+            "provenance": "undocumented",
+            "endpoint": "POST /calendar/events",
         },
         {
             "date": "2026-04-03",
@@ -905,6 +911,8 @@ def test_live_events_pinned(ibgw_responses, cli, tz):
             "event_type": "DivExDates",
             "status": None,
             "source": None,
+            "provenance": "undocumented",
+            "endpoint": "POST /calendar/events",
         },
     ]
     urls = [(c.request.method, c.request.url.split("/v1/api")[1]) for c in ibgw_responses.calls]
