@@ -14,6 +14,7 @@ Python API::
         gw.fingerprint  # sha256 of the certificate, lower-case hex
         gw.scenario = "no-bridge"
         gw.requests     # [(method, path, query dict), ...]
+        gw.ws_messages  # text messages received on /v1/api/ws, in order (ibgw_fake.ws)
         gw.stats        # {"total": n, "429": n, "paths": {path: n}}
 """
 
@@ -255,6 +256,12 @@ class _Handler(BaseHTTPRequestHandler):
         if chain(scenario, fake.router)[-1] == "gateway-down":
             self.close_connection = True  # accept, read, and hang up without an answer
             return
+        upgrade = (self.headers.get("Upgrade") or "").lower()
+        if method == "GET" and path == "/ws" and "websocket" in upgrade:
+            from .ws import serve  # the websocket (market depth); the scenario applies there too
+
+            serve(self, fake, scenario)
+            return
         ticket = fake.pacer.admit(method, path) if fake.pacer is not None else None
         if fake.pacer is not None and ticket is None:
             fake._count_429()
@@ -355,6 +362,7 @@ class FakeGatewayServer:
         self.cert_path: str | None = None
         self.fingerprint: str | None = None
         self.requests: list[tuple[str, str, dict]] = []
+        self.ws_messages: list[str] = []  # text messages received on /v1/api/ws (see ws.py)
         self.stats: dict = {"total": 0, "429": 0, "paths": Counter()}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -407,6 +415,7 @@ class FakeGatewayServer:
         """Forget logged requests, counters and pacing windows."""
         with self._lock:
             self.requests.clear()
+            self.ws_messages.clear()
             self.stats.update({"total": 0, "429": 0, "paths": Counter()})
         if self.pacer is not None:
             self.pacer.reset()

@@ -7,6 +7,7 @@ cookies a real gateway would set and hands their values to the redactor.
 
 from __future__ import annotations
 
+import threading
 import time
 
 from ibgw.errors import UsageError
@@ -85,5 +86,33 @@ class FakeTransport(Transport):
             _add_secret(value)
         return Response(status=answer.status, body=answer.body, content_type=answer.content_type)
 
+    # The in-process fake has no socket; a read that needs the websocket (market
+    # depth) calls start_websocket(), which serves this transport's fixtures and
+    # scenario on a loopback port (127.0.0.1 only) until close().
+    _ws_server = None
+    _ws_url: str | None = None
+    _ws_lock = threading.Lock()
+
     def websocket_url(self) -> str | None:
-        return None
+        """``None`` until :meth:`start_websocket` ran."""
+        return self._ws_url
+
+    def start_websocket(self) -> str:
+        """Start (once) a loopback fake gateway in this transport's scenario and
+        return its ``ws://127.0.0.1:PORT/v1/api/ws`` URL; :meth:`close` stops it."""
+        with self._ws_lock:
+            if self._ws_server is None:
+                from .server import FakeGatewayServer
+
+                server = FakeGatewayServer(
+                    self.router.pm, scenario=self.scenario, latency_ms=self.latency_ms, pacing=False
+                ).start()
+                self._ws_server = server
+                self._ws_url = "ws" + server.url[len("http") :] + "/ws"
+            return self._ws_url
+
+    def close(self) -> None:
+        with self._ws_lock:
+            server, self._ws_server, self._ws_url = self._ws_server, None, None
+        if server is not None:
+            server.stop()
