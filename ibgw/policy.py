@@ -25,6 +25,7 @@ endpoint when the read is registered.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -298,3 +299,74 @@ def _check_query(method: str, path: str, query) -> None:
             _refuse(method, path, "method-override parameter", BAD_QUERY)
         if len(value) > MAX_QUERY_VALUE or _CONTROL.search(value):
             _refuse(method, path, "control characters or oversized query value", BAD_QUERY)
+
+
+# -- the websocket ----------------------------------------------------------------
+# The gateway's websocket (/v1/api/ws) carries subscriptions, and also order and
+# P&L topics. Only these market-data messages and the keepalive are ever sent; every
+# websocket client in ibgw must pass each message through check_ws_message first.
+
+MAX_WS_SEND = 2048
+_ACCOUNT = r"[A-Za-z0-9]{1,32}"
+_CONID = r"[0-9]{1,12}"
+_EXCH = r"[A-Z0-9.]{1,16}"
+_SIMPLE = (
+    re.compile(rf"sbd\+{_ACCOUNT}\+{_CONID}(?:\+{_EXCH})?"),  # subscribe market depth
+    re.compile(rf"ubd\+{_ACCOUNT}"),  # unsubscribe market depth
+    re.compile(rf"umd\+{_CONID}(?:@{_EXCH})?\+\{{\}}"),  # unsubscribe market data
+    re.compile(r"tic"),  # keep the session alive
+)
+_SMD = re.compile(rf"smd\+{_CONID}(?:@{_EXCH})?\+(\{{.*\}})", re.S)  # subscribe market data
+_FIELD = re.compile(r"[0-9]{1,5}")
+
+
+def ws_topic(text) -> str:
+    head = text[:3] if isinstance(text, str) else ""
+    return head if re.fullmatch(r"[A-Za-z]{1,3}", head) else "?"
+
+
+def check_ws_message(text) -> None:
+    """Raise :class:`PolicyRefused` unless ``text`` is a read-only websocket message.
+
+    Allowed, each matched in full (ASCII, no control characters, at most
+    :data:`MAX_WS_SEND` characters):
+
+    * ``sbd+ACCT+CONID[+EXCHANGE]`` / ``ubd+ACCT``: subscribe / unsubscribe market depth;
+    * ``smd+CONID[@EXCHANGE]+{"fields": ["31", ...]}`` (a JSON object whose only
+      key is ``fields``, a list of up to 50 numeric field ids) / ``umd+CONID+{}``:
+      top-of-book market data;
+    * ``tic``: the session keepalive.
+
+    Everything else is refused: orders (``sor``/``uor``), trades (``str``),
+    P&L (``spl``/``upl``, a read, but no depth read needs it), historical data
+    (``smh``), echo, anything unknown, malformed or padded.
+    """
+    refused = PolicyRefused(
+        f"refused by the read-only policy: websocket topic '{ws_topic(text)}' is never sent",
+        reason="ws-topic-refused",
+        hint="Only market-depth and market-data subscriptions and the keepalive are sent.",
+    )
+    if (
+        not isinstance(text, str)
+        or not text
+        or len(text) > MAX_WS_SEND
+        or not text.isascii()
+        or any(c < " " or c == "\x7f" for c in text)
+    ):
+        raise refused
+    if any(p.fullmatch(text) for p in _SIMPLE):
+        return
+    m = _SMD.fullmatch(text)
+    if m:
+        try:
+            args = json.loads(m.group(1))
+        except ValueError:
+            args = None
+        fields = args.get("fields") if isinstance(args, dict) and set(args) == {"fields"} else None
+        if (
+            isinstance(fields, list)
+            and 0 < len(fields) <= 50
+            and all(isinstance(f, str) and _FIELD.fullmatch(f) for f in fields)
+        ):
+            return
+    raise refused

@@ -41,79 +41,17 @@ import time
 from urllib.parse import urlsplit
 
 from ibgw.errors import NotServed, PolicyRefused
+from ibgw.policy import MAX_WS_SEND as MAX_SEND  # noqa: F401  (re-exported)
+from ibgw.policy import check_ws_message  # noqa: F401  (the core's websocket policy)
+from ibgw.policy import ws_topic as _topic
 
 MAX_MESSAGE = 1 << 20
-MAX_SEND = 2048
 CLOSE_TIMEOUT_S = 2.0
 SESSION_RE = re.compile(r"[A-Za-z0-9._~\-]{8,256}")
-
-_ACCOUNT = r"[A-Za-z0-9]{1,32}"
-_CONID = r"[0-9]{1,12}"
-_EXCH = r"[A-Z0-9.]{1,16}"
-_SIMPLE = (
-    re.compile(rf"sbd\+{_ACCOUNT}\+{_CONID}(?:\+{_EXCH})?"),  # subscribe market depth
-    re.compile(rf"ubd\+{_ACCOUNT}"),  # unsubscribe market depth
-    re.compile(rf"umd\+{_CONID}(?:@{_EXCH})?\+\{{\}}"),  # unsubscribe market data
-    re.compile(r"tic"),  # keep the session alive
-)
-_SMD = re.compile(rf"smd\+{_CONID}(?:@{_EXCH})?\+(\{{.*\}})", re.S)  # subscribe market data
-_FIELD = re.compile(r"[0-9]{1,5}")
 
 log = logging.getLogger("ibgw.depth")  # --debug: topics and states only, never headers
 _quiet = logging.getLogger("ibgw_depth.websocket")
 _quiet.setLevel(logging.WARNING)  # websockets logs handshake headers (the cookie) at DEBUG
-
-
-def _topic(text) -> str:
-    head = text[:3] if isinstance(text, str) else ""
-    return head if re.fullmatch(r"[A-Za-z]{1,3}", head) else "?"
-
-
-def check_ws_message(text) -> None:
-    """Raise :class:`PolicyRefused` unless ``text`` is a read-only websocket message.
-
-    Allowed, each matched in full (ASCII, no control characters, at most
-    :data:`MAX_SEND` characters):
-
-    * ``sbd+ACCT+CONID[+EXCHANGE]`` / ``ubd+ACCT``: subscribe / unsubscribe market depth;
-    * ``smd+CONID[@EXCHANGE]+{"fields": ["31", ...]}`` (a JSON object whose only
-      key is ``fields``, a list of up to 50 numeric field ids) / ``umd+CONID+{}``:
-      top-of-book market data;
-    * ``tic``: the session keepalive.
-
-    Everything else is refused: orders (``sor``/``uor``), trades (``str``),
-    P&L (``spl``/``upl``, a read, but no depth read needs it), historical data
-    (``smh``), echo, anything unknown, malformed or padded.
-    """
-    refused = PolicyRefused(
-        f"refused by the read-only policy: websocket topic '{_topic(text)}' is never sent",
-        reason="ws-topic-refused",
-        hint="Only market-depth and market-data subscriptions and the keepalive are sent.",
-    )
-    if (
-        not isinstance(text, str)
-        or not text
-        or len(text) > MAX_SEND
-        or not text.isascii()
-        or any(c < " " or c == "\x7f" for c in text)
-    ):
-        raise refused
-    if any(p.fullmatch(text) for p in _SIMPLE):
-        return
-    m = _SMD.fullmatch(text)
-    if m:
-        try:
-            args = json.loads(m.group(1))
-        except ValueError:
-            args = None
-        fields = args.get("fields") if isinstance(args, dict) and set(args) == {"fields"} else None
-        if (
-            isinstance(fields, list)
-            and 0 < len(fields) <= 50
-            and all(isinstance(f, str) and _FIELD.fullmatch(f) for f in fields)
-        ):
-            return
-    raise refused
 
 
 class WsFailure(Exception):
