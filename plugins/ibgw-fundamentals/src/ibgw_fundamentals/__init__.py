@@ -38,6 +38,7 @@ Variants per section, in order of preference:
 from importlib.resources import files
 
 from ibgw import Endpoint, Param, Read, hookimpl
+from ibgw.endpoints import SNAPSHOT as CORE_SNAPSHOT
 
 CONID = r"[0-9]{1,12}"
 WIDGET = r"(profile|ratings|financials|key_ratios|dividends)"
@@ -97,13 +98,7 @@ DIVIDENDS = Endpoint(
     "fundamentals/dividends/265598 (2020); recorded answer samples/responses/fundamentals-dividends.json "
     "{history, payout_ratio, industry_comparison, next_dividend}; " + _SPEC,
 )
-SNAPSHOT = Endpoint(
-    "GET",
-    "/iserver/marketdata/snapshot",
-    params={"conids": r"[0-9]{1,12}", "fields": r"[0-9]{1,5}(,[0-9]{1,5}){0,49}"},
-    pacing="snapshot",
-    provenance="documented",
-)
+SNAPSHOT = CORE_SNAPSHOT  # the documented fallback, declared once in the core
 
 #: Variants per section, in order of preference (see the module docstring for why).
 SECTION_VARIANTS = {

@@ -9,41 +9,11 @@ options): without it the read exits 5 ("not entitled"), never with zeros.
 This module only declares; the work is in :mod:`ibgw_greeks.reads`.
 """
 
-from ibgw import Endpoint, Param, Read, hookimpl
+from ibgw import Param, Read, hookimpl
+from ibgw.endpoints import SECDEF_INFO, SECDEF_STRIKES, SNAPSHOT
 
-CONID = r"[0-9]{1,12}"
-MONTH = r"(JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)[0-9]{2}"
-EXCHANGE = r"[A-Z0-9]{1,16}"
-
-STRIKES = Endpoint(
-    "GET",
-    "/iserver/secdef/strikes",
-    params={"conid": CONID, "sectype": r"OPT", "month": MONTH, "exchange": EXCHANGE},
-    provenance="documented",
-)
-INFO = Endpoint(
-    "GET",
-    "/iserver/secdef/info",
-    params={
-        "conid": CONID,
-        "sectype": r"OPT",
-        "month": MONTH,
-        "strike": r"[0-9]{1,7}(\.[0-9]{1,4})?",
-        "right": r"C|P",
-        "exchange": EXCHANGE,
-    },
-    provenance="documented",
-)
-SNAPSHOT = Endpoint(
-    "GET",
-    "/iserver/marketdata/snapshot",
-    params={
-        "conids": r"[0-9]{1,12}(,[0-9]{1,12}){0,99}",
-        "fields": r"[0-9]{1,5}(,[0-9]{1,5}){0,49}",
-    },
-    pacing="snapshot",
-    provenance="documented",
-)
+# shared with every plugin that reads options or market data: declared once in the core
+STRIKES, INFO = SECDEF_STRIKES, SECDEF_INFO
 
 R = "ibgw_greeks.reads"
 

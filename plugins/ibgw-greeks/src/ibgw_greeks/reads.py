@@ -15,6 +15,14 @@ import time
 from marshmallow import Schema, fields
 
 from ibgw import Result
+from ibgw.contracts import join_limited as _join
+from ibgw.contracts import month_key as _month_key
+from ibgw.contracts import parse_month as _parse_month
+from ibgw.contracts import parse_right as _parse_right
+from ibgw.contracts import poll_interval as _interval
+from ibgw.contracts import strike_list as _strike_list
+from ibgw.contracts import strike_text as _strike_text
+from ibgw.contracts import text_value as _text
 from ibgw.errors import Unavailable, UsageError
 from ibgw.parse import integer, number, price_flag
 from ibgw.runner import not_entitled
@@ -25,7 +33,6 @@ MAX_CONIDS = 100
 SNAPSHOT_POLLS = 5
 POLL_INTERVAL = 0.5  # seconds between snapshot polls on a live gateway
 PRICE_INTERVAL = 0.3
-FAKE_INTERVAL = 0.05  # the fake backend fills a snapshot on the second call
 
 GREEKS = {"7308": "delta", "7309": "gamma", "7310": "theta", "7311": "vega", "7633": "implied_vol"}
 QUOTE = {"31": "last", "84": "bid", "86": "ask", "7635": "mark"}
@@ -42,8 +49,6 @@ AVAILABILITY = {
     "v": "VDR exempt",
     "O": "market data API acknowledgement not signed",
 }
-MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-MONTH_RE = re.compile(r"([A-Z]{3})([0-9]{2})")
 
 
 class GreeksSchema(Schema):
@@ -68,71 +73,11 @@ class GreeksSchema(Schema):
 
 
 # -- input --------------------------------------------------------------------------------
-def _parse_month(value) -> str:
-    text = str(value or "").strip().upper()
-    m = MONTH_RE.fullmatch(text)
-    if m is None or m.group(1) not in MONTHS:
-        raise UsageError("month: expected MMMYY such as APR26", reason="invalid-month")
-    return text
-
-
-def _month_key(month: str) -> tuple[int, int]:
-    m = MONTH_RE.fullmatch(month)
-    if m is None or m.group(1) not in MONTHS:
-        return (9999, 99)
-    return 2000 + int(m.group(2)), MONTHS.index(m.group(1)) + 1
-
-
-def _parse_right(value) -> list[str]:
-    if value is None:
-        return ["C", "P"]
-    text = str(value).strip().upper()
-    if text in ("C", "CALL"):
-        return ["C"]
-    if text in ("P", "PUT"):
-        return ["P"]
-    raise UsageError("right: expected C or P", reason="invalid-right")
-
-
-def _strike_text(strike: float) -> str:
-    return (
-        str(int(strike)) if float(strike).is_integer() else f"{strike:.4f}".rstrip("0").rstrip(".")
-    )
-
-
-def _text(value) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
 def _count(n: int) -> str:
     return f"{n} conid" if n == 1 else f"{n} conids"
 
 
-def _interval(ctx, live: float) -> float:
-    return FAKE_INTERVAL if getattr(ctx.config, "backend", "live") == "fake" else live
-
-
-def _join(values, limit: int = 12) -> str:
-    values = list(values)
-    return ", ".join(values[:limit]) + (
-        f", ... ({len(values)} in all)" if len(values) > limit else ""
-    )
-
-
 # -- finding the contracts ----------------------------------------------------------------
-def _strike_list(values) -> set[float]:
-    out = set()
-    for v in values if isinstance(values, list) else []:
-        n = number(v)
-        if n is not None and n > 0:
-            out.add(round(n, 4))
-    return out
-
-
 def _underlying_price(ctx, conid: int) -> float | None:
     interval = _interval(ctx, PRICE_INTERVAL)
     for poll in range(SNAPSHOT_POLLS):

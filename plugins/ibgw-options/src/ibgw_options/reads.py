@@ -17,18 +17,26 @@ from marshmallow import Schema, fields
 
 from ibgw import Result
 from ibgw.cache import age_text
+from ibgw.contracts import (
+    expiry_month,
+    month_key,
+    parse_month,
+    parse_right,
+    poll_interval,
+    strike_text,
+)
+from ibgw.contracts import join_limited as _join
+from ibgw.contracts import strike_list as _strike_list
+from ibgw.contracts import text_value as _text
 from ibgw.errors import Unavailable, UsageError
 from ibgw.parse import integer, number
 
 from . import INFO, SNAPSHOT, STRIKES
 
-MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-MONTH_RE = re.compile(r"([A-Z]{3})([0-9]{2})")
 CACHE_MAX_AGE = 12 * 3600.0  # contract definitions: half a day
 WORKERS = 4  # info look-ups in flight; the core pacer keeps the request rate
 PRICE_POLLS = 5  # snapshot polls for the underlying's price (the first is a pre-flight)
 PRICE_INTERVAL = 0.3  # seconds between polls on a live gateway
-FAKE_INTERVAL = 0.05  # the fake backend fills a snapshot on the second call
 
 
 # -- schemas ------------------------------------------------------------------------------
@@ -57,39 +65,6 @@ class ContractSchema(Schema):
 
 
 # -- input --------------------------------------------------------------------------------
-def parse_month(value: str) -> str:
-    """``APR26`` from ``apr26``; a usage error for anything that is not MMMYY."""
-    text = str(value or "").strip().upper()
-    m = MONTH_RE.fullmatch(text)
-    if m is None or m.group(1) not in MONTHS:
-        raise UsageError("month: expected MMMYY such as APR26", reason="invalid-month")
-    return text
-
-
-def month_key(month: str) -> tuple[int, int]:
-    m = MONTH_RE.fullmatch(month)
-    if m is None or m.group(1) not in MONTHS:
-        return (9999, 99)
-    return 2000 + int(m.group(2)), MONTHS.index(m.group(1)) + 1
-
-
-def expiry_month(month: str) -> str | None:
-    year, mon = month_key(month)
-    return None if year == 9999 else f"{year:04d}-{mon:02d}"
-
-
-def parse_right(value: str | None) -> list[str]:
-    """``["C", "P"]`` for no value, else the one right asked for."""
-    if value is None:
-        return ["C", "P"]
-    text = str(value).strip().upper()
-    if text in ("C", "CALL"):
-        return ["C"]
-    if text in ("P", "PUT"):
-        return ["P"]
-    raise UsageError("right: expected C or P", reason="invalid-right")
-
-
 def parse_exchange(value: str | None) -> str:
     text = str(value or "SMART").strip().upper()
     if not re.fullmatch(r"[A-Z0-9]{1,16}", text):
@@ -97,19 +72,6 @@ def parse_exchange(value: str | None) -> str:
             "exchange: expected an exchange code such as SMART", reason="invalid-exchange"
         )
     return text
-
-
-def strike_text(strike: float) -> str:
-    """How a strike travels in a query: ``500``, ``142.5``."""
-    return (
-        str(int(strike)) if float(strike).is_integer() else f"{strike:.4f}".rstrip("0").rstrip(".")
-    )
-
-
-def _join(values, limit: int = 12) -> str:
-    values = list(values)
-    shown = ", ".join(values[:limit])
-    return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
 
 
 # -- shared steps -------------------------------------------------------------------------
@@ -149,15 +111,6 @@ def check_exchange(und: dict, exchange: str) -> None:
         )
 
 
-def _strike_list(values) -> list[float]:
-    out = set()
-    for v in values if isinstance(values, list) else []:
-        n = number(v)
-        if n is not None and n > 0:
-            out.add(round(n, 4))
-    return sorted(out)
-
-
 def fetch_strike_lists(
     ctx, und: dict, month: str, exchange: str
 ) -> tuple[list[float], list[float]]:
@@ -173,14 +126,6 @@ def fetch_strike_lists(
             "unexpected answer from /iserver/secdef/strikes", reason="malformed-response"
         )
     return _strike_list(data.get("call")), _strike_list(data.get("put"))
-
-
-def _text(value) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return None
 
 
 def _expiry(value) -> str | None:
@@ -239,10 +184,6 @@ def fetch_contracts(
             if row is not None:
                 rows.append(row)
     return rows
-
-
-def poll_interval(ctx, live: float) -> float:
-    return FAKE_INTERVAL if getattr(ctx.config, "backend", "live") == "fake" else live
 
 
 def underlying_price(ctx, und: dict) -> float | None:
