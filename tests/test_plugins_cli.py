@@ -276,3 +276,18 @@ def test_config_check_exit_codes(url, code, tmp_path):
             and len(result.stderr.strip().splitlines()) == 1
         )
         assert "pw@" not in result.stderr and "evil" not in result.stderr
+
+
+def test_entry_point_scan_agrees_with_importlib_metadata():
+    """ibgw reads entry points from dist-info directories itself (importlib.metadata
+    costs ~50 ms at start-up); it must find exactly what importlib.metadata finds."""
+    from importlib.metadata import entry_points
+
+    from ibgw.plugins import _scan_dist_info
+
+    ours = sorted((e.name, e.value, e.distribution.lower(), e.version) for e in _scan_dist_info())
+    theirs = sorted(
+        (e.name, e.value, e.dist.name.replace("_", "-").lower(), e.dist.version)
+        for e in entry_points(group="ibgw")
+    )
+    assert ours == theirs and ours

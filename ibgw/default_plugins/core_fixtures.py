@@ -7,13 +7,14 @@ backend (``ibgw-fake``) routes requests to them; see ``ibgw_fake.router`` for
 the format.
 """
 
-from importlib.resources import files
 
 from ibgw.hookspecs import hookimpl
 
 
 @hookimpl
 def ibgw_fake_fixtures(register):
+    from importlib.resources import files  # imported lazily: it pulls in tempfile
+
     folder = files("ibgw.fixtures")
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".json"):

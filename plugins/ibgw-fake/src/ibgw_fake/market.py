@@ -55,7 +55,6 @@ and other plugins.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import math
 import threading
 import time
@@ -191,6 +190,8 @@ def _symbol_for_conid(conid) -> str | None:
 
 
 def _hash_conid(text: str) -> int:
+    import hashlib  # lazily: this module is an entry point, loaded by every ibgw start
+
     digest = hashlib.sha256(text.encode()).hexdigest()
     return 100_000_000 + int(digest[:15], 16) % 900_000_000
 
@@ -366,6 +367,8 @@ def _option_fields(opt: dict) -> dict[str, str]:
     mark = max(round(g["price"], 2), 0.01)
     half = max(0.01, round(mark * 0.01, 2))
     m = math.log(strike / und["spot"])
+    import hashlib
+
     noise = int(hashlib.sha256(str(opt["conid"]).encode()).hexdigest()[:16], 16)
     oi = int(25_000 * math.exp(-25 * m * m)) + noise % 900 + 10
     volume = int(oi * (0.08 + (noise >> 10) % 100 / 400.0))

@@ -35,7 +35,6 @@ Variants per section, in order of preference:
     3. ``GET /iserver/marketdata/snapshot`` (documented): fields 7671/7672 and 31.
 """
 
-from importlib.resources import files
 
 from ibgw import Endpoint, Param, Read, hookimpl
 from ibgw.endpoints import SNAPSHOT as CORE_SNAPSHOT
@@ -158,4 +157,6 @@ def ibgw_register_reads(register):
 
 @hookimpl
 def ibgw_fake_fixtures(register):
+    from importlib.resources import files  # imported lazily: it pulls in tempfile
+
     register(files("ibgw_fundamentals") / "fixtures" / "fundamentals.json")

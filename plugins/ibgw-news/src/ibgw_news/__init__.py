@@ -23,7 +23,6 @@ The FYI read uses the documented ``GET /fyi/notifications`` (and ``GET
 polled more than once in five minutes).
 """
 
-from importlib.resources import files
 
 from ibgw import Endpoint, Param, Read, hookimpl
 
@@ -147,4 +146,6 @@ def ibgw_register_reads(register):
 
 @hookimpl
 def ibgw_fake_fixtures(register):
+    from importlib.resources import files  # imported lazily: it pulls in tempfile
+
     register(files("ibgw_news") / "fixtures" / "news.json")

@@ -14,7 +14,6 @@ not proxy [S6] and ibgw's read-only policy refuses (``/gw``); IBKR's Flex Web
 Service (a Flex query with Cash Transactions) is the way to get them.
 """
 
-from importlib.resources import files
 
 from ibgw import Endpoint, Param, Read, hookimpl
 
@@ -107,4 +106,6 @@ def ibgw_register_reads(register):
 
 @hookimpl
 def ibgw_fake_fixtures(register):
+    from importlib.resources import files  # imported lazily: it pulls in tempfile
+
     register(files("ibgw_transfers") / "fixtures" / "transactions.json")
