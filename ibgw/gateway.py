@@ -135,16 +135,25 @@ class Gateway:
 
     def _prerequisites(self, endpoint: Endpoint) -> None:
         p = endpoint.path
-        if p.startswith("/iserver/marketdata/") and "iserver-accounts" not in self._primed:
-            self.call(core_endpoints.ISERVER_ACCOUNTS, prerequisites=False)
-            self._primed.add("iserver-accounts")
-        elif (
-            p.startswith("/portfolio/")
-            and p not in ("/portfolio/accounts", "/portfolio/subaccounts")
-            and "portfolio-accounts" not in self._primed
+        if p.startswith("/iserver/marketdata/"):
+            self._prime("iserver-accounts", core_endpoints.ISERVER_ACCOUNTS)
+        elif p.startswith("/portfolio/") and p not in (
+            "/portfolio/accounts",
+            "/portfolio/subaccounts",
         ):
-            self.call(core_endpoints.PORTFOLIO_ACCOUNTS, prerequisites=False)
-            self._primed.add("portfolio-accounts")
+            self._prime("portfolio-accounts", core_endpoints.PORTFOLIO_ACCOUNTS)
+
+    def _prime(self, name: str, endpoint: Endpoint) -> None:
+        """Make IBKR's prerequisite call once per transport, even when several
+        threads of a read reach it at the same moment (each extra call would spend
+        one of the gateway's 10 requests per second)."""
+        if name in self._primed:
+            return
+        lock = self.transport.__dict__.setdefault("_ibgw_prime_lock", threading.Lock())
+        with lock:
+            if name not in self._primed:
+                self.call(endpoint, prerequisites=False)
+                self._primed.add(name)
 
     def _value(self, endpoint: Endpoint, name: str, value) -> str:
         pattern = endpoint.params.get(name)

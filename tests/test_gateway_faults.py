@@ -344,3 +344,44 @@ def test_symbol_search_pins_query_and_prefers_us_listing(ibgw_pm, ibgw_responses
     assert bad.exit_code == 2 and bad.stderr.strip().startswith("ibgw: SPY is not listed on TSE")
     weird = ibgw_cli("--backend", "live", "sym", "../logout")
     assert weird.exit_code == 2 and "symbol: expected a ticker" in weird.stderr
+
+
+def test_prerequisite_is_called_once_across_parallel_calls(ibgw_pm, ibgw_responses, ibgw_cli):
+    """IBKR wants /iserver/accounts before market data; a read with several calls in
+    flight must make it once, not once per thread (each spends pacing budget)."""
+    from ibgw import Param, Read, hookimpl
+    from ibgw.endpoints import SNAPSHOT
+
+    class P:
+        @hookimpl
+        def ibgw_register_reads(register):
+            def fetch(ctx, n):
+                conids = [str(1000 + i) for i in range(n)]
+                ctx.parallel(
+                    lambda c: ctx.call(SNAPSHOT, query={"conids": c, "fields": "31"}),
+                    conids,
+                    workers=4,
+                )
+                return [{"calls": n}]
+
+            register(
+                Read(
+                    category="par",
+                    name="snap",
+                    summary="x",
+                    default=True,
+                    params=[Param("n", "how many", type="int")],
+                    endpoints=[SNAPSHOT],
+                    fetch=fetch,
+                    columns=["calls"],
+                )
+            )
+
+    ibgw_pm.register(P)
+    ibgw_responses.add("GET", f"{BASE}/iserver/accounts", json={"accounts": ["DU1111111"]})
+    ibgw_responses.add("GET", f"{BASE}/iserver/marketdata/snapshot", json=[])
+    result = ibgw_cli("--backend", "live", "par", "--n", "8")
+    assert result.exit_code == 0, result.stderr
+    paths = [c.request.path_url.split("?")[0] for c in ibgw_responses.calls]
+    assert paths.count("/v1/api/iserver/accounts") == 1
+    assert paths.count("/v1/api/iserver/marketdata/snapshot") == 8
