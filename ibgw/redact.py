@@ -156,6 +156,7 @@ class Redactor:
             None  # (home key, lower-case needles, patterns without literals)
         )
         self._key_cache: dict = {}  # key -> (redacted key, is secret key); keys repeat in records
+        self._text_cache: dict = {}  # short values that repeat (currencies, asset classes...)
         self.add_keys(BUILTIN_KEYS)
         self.add_patterns(BUILTIN_PATTERNS)
 
@@ -356,6 +357,7 @@ class Redactor:
                 needles |= {h.rstrip("/").lower() for h in homes if h.rstrip("/")}
                 quick = self._quick = (home_key, tuple(sorted(needles)), tuple(plain))
                 self._key_cache = {}
+                self._text_cache = {}
         return quick
 
     def text(self, s) -> str:
@@ -366,8 +368,13 @@ class Redactor:
             return s
         if s.isascii():
             _, needles, plain = self._quick_check()
+            cache = self._text_cache
+            if s in cache:
+                return s  # seen before, clean, and nothing learnt since (the cache resets)
             low = s.lower()
             if not any(n in low for n in needles) and not any(p.search(s) for p in plain):
+                if len(s) <= 64 and len(cache) < 20000:
+                    cache[s] = None
                 return s
         fold = self._secret_fold
         # Fast path: str.casefold is a per-character mapping, so an occurrence of a
