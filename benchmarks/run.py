@@ -57,6 +57,20 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
+def scrub_paths(text: str) -> str:
+    """Machine paths (the checkout, the interpreter, the home directory) out of anything
+    written to the repository: profiles name functions by file."""
+    prefixes = {
+        str(ROOT) + "/": "",
+        sys.prefix + "/": "",
+        sys.base_prefix + "/": "",
+        os.path.expanduser("~") + "/": "~/",
+    }
+    for prefix in sorted(prefixes, key=len, reverse=True):
+        text = text.replace(prefix, prefixes[prefix])
+    return text
+
+
 def load_results() -> dict:
     try:
         data = json.loads(RESULTS.read_text(encoding="utf-8"))
@@ -168,7 +182,7 @@ def write_doc(data: dict) -> None:
             )
     text = "\n".join(lines).rstrip() + "\n"
     DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(text, encoding="utf-8")
+    DOC.write_text(scrub_paths(text), encoding="utf-8")
 
 
 def main(argv=None) -> int:
@@ -207,7 +221,8 @@ def main(argv=None) -> int:
             )
             data["last_run"] = now_utc()
             RESULTS.write_text(
-                json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+                scrub_paths(json.dumps(data, indent=1, ensure_ascii=False)) + "\n",
+                encoding="utf-8",
             )
             write_doc(data)
         log(f"all done in {time.perf_counter() - t:.0f} s")
