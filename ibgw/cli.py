@@ -13,21 +13,6 @@ import click
 
 from .errors import EXIT_INTERNAL, IbgwError
 
-GLOBAL_OPTIONS = (
-    "backend",
-    "scenario",
-    "gateway_url",
-    "verify_tls",
-    "ca_bundle",
-    "tls_fingerprint",
-    "config",
-    "output",
-    "debug",
-    "timeout",
-    "account",
-    "latency_ms",
-)
-
 EPILOG = """Exit codes: 0 ok, 1 internal error, 2 usage or configuration, 3 manual_action_required,
 4 unavailable, 5 not served or not entitled, 6 refused by the read-only policy, 7 audit unavailable."""
 

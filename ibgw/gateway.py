@@ -31,7 +31,6 @@ from .session import REASONS, SessionGuard, SessionStatus
 from .transport import Request, Response, TransportError
 
 SESSION_PATHS = {core_endpoints.AUTH_STATUS.path, core_endpoints.TICKLE.path}
-NOT_FOUND_MARKERS = (b"Resource not found", b"Not Found")
 
 
 def error_for(reason: str, **kw) -> IbgwError:

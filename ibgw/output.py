@@ -11,8 +11,6 @@ import io
 import json
 import sys
 
-FORMATS = ("table", "json", "csv")
-
 
 def _cell(value):
     if value is None:

@@ -30,9 +30,6 @@ class ReadOutcome:
     varied: bool = False  # the endpoint was chosen among variants (ctx.variants)
     tried: list[str] = field(default_factory=list)  # variants that were not served first
 
-    def data(self):
-        return self.records[0] if self.single and self.records else self.records
-
 
 # -- parameters ---------------------------------------------------------------
 def _convert(param: Param, value):

@@ -7,7 +7,6 @@ backend (``ibgw-fake``) routes requests to them; see ``ibgw_fake.router`` for
 the format.
 """
 
-
 from ibgw.hookspecs import hookimpl
 
 
