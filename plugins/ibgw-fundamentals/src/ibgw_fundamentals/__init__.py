@@ -35,7 +35,6 @@ Variants per section, in order of preference:
     3. ``GET /iserver/marketdata/snapshot`` (documented): fields 7671/7672 and 31.
 """
 
-
 from ibgw import Endpoint, Param, Read, hookimpl
 from ibgw.endpoints import SNAPSHOT as CORE_SNAPSHOT
 

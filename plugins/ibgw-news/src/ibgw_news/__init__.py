@@ -23,7 +23,6 @@ The FYI read uses the documented ``GET /fyi/notifications`` (and ``GET
 polled more than once in five minutes).
 """
 
-
 from ibgw import Endpoint, Param, Read, hookimpl
 
 CONID = r"[0-9]{1,12}"

@@ -14,7 +14,6 @@ not proxy [S6] and ibgw's read-only policy refuses (``/gw``); IBKR's Flex Web
 Service (a Flex query with Cash Transactions) is the way to get them.
 """
 
-
 from ibgw import Endpoint, Param, Read, hookimpl
 
 ACCOUNT = r"[A-Za-z0-9]{1,32}"
