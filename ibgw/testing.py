@@ -14,6 +14,8 @@ session that has ``ibgw`` installed gets these fixtures without a ``conftest.py`
     a real loopback HTTP / HTTPS fake Client Portal Gateway.
 ``ibgw_responses``
     a started ``responses`` mock for pinning the live transport's requests.
+``ibgw_subprocess_env``
+    the environment for running the installed ``ibgw`` script in a subprocess.
 
 A plugin test then reads::
 
@@ -173,3 +175,15 @@ def ibgw_responses(ibgw_env, monkeypatch):
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.base = "https://localhost:5000/v1/api"
         yield mock
+
+
+@pytest.fixture
+def ibgw_subprocess_env(ibgw_env):
+    """Environment variables for running the installed ``ibgw`` console script in a
+    subprocess, as a user would: this test's isolated state dir and empty config,
+    and no other ``IBGW_*`` variable. The script lies beside the interpreter:
+    ``subprocess.run([Path(sys.executable).with_name("ibgw"), ...], env=ibgw_subprocess_env)``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IBGW_")}
+    env["IBGW_STATE_DIR"] = str(ibgw_env / "state")
+    env["IBGW_CONFIG"] = str(ibgw_env / "config.toml")
+    return env

@@ -2,7 +2,6 @@
 (IBKR pacing enforced with 429, 150 ms per answer), the pre-flight handled over HTTP."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,15 +21,10 @@ def server(ibgw_pm, ibgw_fake_gateway):
 
 
 @pytest.fixture
-def env(tmp_path):
+def env(ibgw_subprocess_env):
     if not IBGW.exists():
-        pytest.skip("the ibgw console script is not installed beside this Python")
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("IBGW_")}
-    clean["IBGW_STATE_DIR"] = str(tmp_path / "state")
-    config = tmp_path / "subprocess-config.toml"
-    config.write_text("", encoding="utf-8")  # an empty file: no user configuration
-    clean["IBGW_CONFIG"] = str(config)
-    return clean
+        pytest.fail("the ibgw console script is not installed beside this Python")
+    return ibgw_subprocess_env
 
 
 def ibgw_args(server, *args):

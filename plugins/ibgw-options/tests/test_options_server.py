@@ -6,7 +6,6 @@ Zero 429s, even with two processes building chains at once.
 """
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -27,15 +26,10 @@ def server(ibgw_pm, ibgw_fake_gateway):
 
 
 @pytest.fixture
-def env(tmp_path):
+def env(ibgw_subprocess_env):
     if not IBGW.exists():
-        pytest.skip("the ibgw console script is not installed beside this Python")
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("IBGW_")}
-    clean["IBGW_STATE_DIR"] = str(tmp_path / "state")
-    config = tmp_path / "subprocess-config.toml"
-    config.write_text("", encoding="utf-8")  # an empty file: no user configuration
-    clean["IBGW_CONFIG"] = str(config)
-    return clean
+        pytest.fail("the ibgw console script is not installed beside this Python")
+    return ibgw_subprocess_env
 
 
 def ibgw_args(server, *args):
