@@ -27,8 +27,34 @@ PACING_CLASSES = {
     "sso-validate": (1, 60.0),
     "history": (5, 1.0),
 }
+# IBKR's published per-endpoint limits (reference section 13), by path template
+# prefix. The gateway facade applies them to every call on these paths, whatever
+# pacing class an Endpoint declares, so a plugin cannot forget or loosen them.
+PUBLISHED_PACING = (
+    ("/iserver/marketdata/snapshot", "snapshot"),
+    ("/iserver/marketdata/history", "history"),
+    ("/iserver/scanner/params", "scanner-params"),
+    ("/iserver/scanner/run", "scanner-run"),
+    ("/portfolio/accounts", "portfolio-accounts"),
+    ("/portfolio/subaccounts", "portfolio-accounts"),
+    ("/pa/", "pa"),
+    ("/fyi/", "fyi"),
+    ("/tickle", "tickle"),
+    ("/sso/validate", "sso-validate"),
+)
 PARAM_TYPES = ("str", "int", "float", "bool", "choice")
 _TEMPLATE_VAR = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
+
+
+def pacing_classes(endpoint: Endpoint) -> list[str]:
+    """The declared pacing class plus any limit IBKR publishes for the path."""
+    classes = [endpoint.pacing]
+    for prefix, name in PUBLISHED_PACING:
+        if (endpoint.path == prefix or endpoint.path.startswith(prefix.rstrip("/") + "/")) and (
+            name not in classes
+        ):
+            classes.append(name)
+    return classes
 
 
 def resolve(ref: str | Callable | type | None):

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from urllib.parse import quote
 
 from . import endpoints as core_endpoints
-from .declarations import Endpoint
+from .declarations import Endpoint, pacing_classes
 from .errors import (
     IbgwError,
     ManualActionRequired,
@@ -70,8 +70,6 @@ class Gateway:
             if allowed is None
             else {e.key for e in allowed} | {e.key for e in core_endpoints.CORE}
         )
-        self.calls = 0
-        self._lock = threading.Lock()
         # prerequisites already satisfied by this transport (shared by gateways of one process)
         self._primed = transport.__dict__.setdefault("_ibgw_primed", set())
 
@@ -218,9 +216,7 @@ class Gateway:
     # -- sending ------------------------------------------------------------
     def _send(self, endpoint: Endpoint, request: Request):
         if self.pacer is not None and getattr(self.transport, "paced", True):
-            self.pacer.acquire([endpoint.pacing], request.deadline)
-        with self._lock:
-            self.calls += 1
+            self.pacer.acquire(pacing_classes(endpoint), request.deadline)
         try:
             response = self.transport.send(request)
         except TransportError as exc:

@@ -385,3 +385,44 @@ def test_prerequisite_is_called_once_across_parallel_calls(ibgw_pm, ibgw_respons
     paths = [c.request.path_url.split("?")[0] for c in ibgw_responses.calls]
     assert paths.count("/v1/api/iserver/accounts") == 1
     assert paths.count("/v1/api/iserver/marketdata/snapshot") == 8
+
+
+def test_published_limits_apply_whatever_a_plugin_declares(
+    ibgw_pm, ibgw_responses, ibgw_cli, monkeypatch
+):
+    """IBKR allows one /pa/transactions call per 15 minutes: a plugin that declares the
+    endpoint with only the global class is still paced by the published limit."""
+    import time
+
+    from ibgw import Endpoint, Read, hookimpl
+    from ibgw.pacing import Pacer
+
+    careless = Endpoint(
+        "POST", "/pa/transactions", params={"acctIds": r"[A-Z0-9]{1,16}"}, pacing="global"
+    )
+    seen = []
+    monkeypatch.setattr(
+        Pacer,
+        "acquire",
+        lambda self, classes, deadline: seen.append(sorted(classes)) or time.time(),
+    )
+
+    class P:
+        @hookimpl
+        def ibgw_register_reads(register):
+            register(
+                Read(
+                    category="careless",
+                    name="tx",
+                    summary="x",
+                    default=True,
+                    endpoints=[careless],
+                    fetch=lambda ctx: [ctx.call(careless, body={"acctIds": ["DU1"]})],
+                )
+            )
+
+    ibgw_pm.register(P)
+    ibgw_responses.add("POST", f"{BASE}/pa/transactions", json={"transactions": []})
+    result = ibgw_cli("--backend", "live", "careless")
+    assert result.exit_code == 0, result.stderr
+    assert seen == [["global", "pa"]]
