@@ -24,6 +24,7 @@ from .errors import (
     ManualActionRequired,
     NotServed,
     PolicyRefused,
+    SessionError,
     Unavailable,
     UsageError,
 )
@@ -218,11 +219,25 @@ class Gateway:
         if self.pacer is not None and getattr(self.transport, "paced", True):
             self.pacer.acquire(pacing_classes(endpoint), request.deadline)
         try:
-            response = self.transport.send(request)
-        except TransportError as exc:
-            reason = exc.kind if exc.kind in REASONS else "gateway-down"
-            raise error_for(reason) from None
-        return self._interpret(endpoint, response)
+            try:
+                response = self.transport.send(request)
+            except TransportError as exc:
+                reason = exc.kind if exc.kind in REASONS else "gateway-down"
+                raise error_for(reason) from None
+            return self._interpret(endpoint, response)
+        except SessionError:
+            self._forget_session()
+            raise
+
+    def _forget_session(self) -> None:
+        """A session problem may mean a new brokerage session later (IBKR resets them
+        nightly): what the old one was primed with (/iserver/accounts, symbol searches
+        that strikes and info depend on) must be done again. Matters for the
+        long-running MCP server, whose transport outlives sessions."""
+        for name in ("_ibgw_primed", "_ibgw_symbols"):
+            remembered = self.transport.__dict__.get(name)
+            if remembered is not None:
+                remembered.clear()
 
     def _interpret(self, endpoint: Endpoint, response: Response):
         from . import redact

@@ -172,8 +172,9 @@ class ReadContext:
     def variants(self, endpoints, attempt):
         """Try endpoint variants in order of preference: ``attempt(endpoint)`` returns
         the records or raises :class:`NotServed`. Undocumented variants are skipped
-        when ``allow_undocumented`` is off; a variant the probe found missing on
-        this gateway build is skipped. Raises NotServed listing every variant tried."""
+        when ``allow_undocumented`` is off; the variant ``ibgw probe`` found working on
+        this gateway is tried first (the others still follow: a build can change after
+        a probe). Raises NotServed listing every variant tried."""
         from .probe import probe_result_for
 
         allow_undoc = getattr(self.config, "allow_undocumented", True)

@@ -203,3 +203,40 @@ def test_keepalive_watch_prints_changes_and_stops_cleanly_on_ctrl_c(ibgw_fake_ga
     assert proc.returncode == 0, err
     assert "keepalive-success" in out and "keepalive-expired" in out
     assert "Traceback" not in err
+
+
+def test_a_new_session_is_primed_again_in_a_long_lived_process(
+    ibgw_pm, ibgw_fake_gateway, ibgw_env
+):
+    """The MCP server keeps one transport for hours; after a session problem (IBKR
+    resets sessions nightly) the next market-data read makes the prerequisite
+    /iserver/accounts call again instead of trusting the old session's."""
+    import ibgw_fake.market
+
+    from ibgw.app import App
+    from ibgw.endpoints import SNAPSHOT
+
+    if not any(p is ibgw_fake.market for p in ibgw_pm.get_plugins()):
+        ibgw_pm.register(ibgw_fake.market)
+    server = ibgw_fake_gateway
+    app = App(ibgw_pm, {"backend": "live", "gateway_url": server.url})
+    app.pacer.acquire = lambda classes, deadline: None  # this test is about priming, not pacing
+    gateway = app.gateway()
+
+    def snapshot():
+        return gateway.call(SNAPSHOT, query={"conids": "756733", "fields": "31"})
+
+    def accounts_calls():
+        return sum(1 for r in server.requests if r[1].endswith("/iserver/accounts"))
+
+    snapshot()
+    snapshot()
+    assert accounts_calls() == 1
+    server.scenario = "no-bridge"
+    from ibgw.errors import ManualActionRequired
+
+    with pytest.raises(ManualActionRequired):
+        snapshot()
+    server.scenario = "connected"
+    snapshot()
+    assert accounts_calls() == 2
