@@ -35,17 +35,15 @@ class App:
 
     @property
     def output(self) -> str:
-        """The output format, without failing when the configuration is invalid."""
+        """The output format, without failing when the configuration is invalid
+        (an error about the configuration must still be printed in the asked format)."""
         if self.flags.get("output"):
             return self.flags["output"]
         try:
             return self.config.output
         except Exception:
-            return (
-                os.environ.get("IBGW_OUTPUT", "table")
-                if os.environ.get("IBGW_OUTPUT") in ("table", "json", "csv")
-                else "table"
-            )
+            env = os.environ.get("IBGW_OUTPUT")
+            return env if env in ("table", "json", "csv") else "table"
 
     @property
     def reads(self):
