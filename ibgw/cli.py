@@ -53,9 +53,9 @@ def _handle(ctx: click.Context, exc: BaseException) -> int:
 
         emit(
             "".join(
-                traceback.format_exception(
-                    type(exc), exc, None if exc.__cause__ else exc.__traceback__, chain=False
-                )
+                # chain=False: never the chained exceptions of the HTTP stack, whose
+                # text can hold URLs and headers; frames show code, not locals
+                traceback.format_exception(type(exc), exc, exc.__traceback__, chain=False)
             ),
             err=True,
         )
