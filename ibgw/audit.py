@@ -12,14 +12,21 @@ The default sink, :class:`JsonlSink`, appends one JSON object per line to
   separators, and every line must be byte-identical to the canonical form of what it
   parses to. The key is ``audit.key`` (32 random bytes, hex, mode 0600) in the same
   directory, created once.
-* **Checkpoint.** ``audit.checkpoint`` holds the ``seq``/``hash`` of the last appended
-  record and a MAC over both; it is rewritten atomically (temp file, fsync, rename, fsync
-  of the directory) after every append, and a genesis checkpoint is written before the
-  first record. :func:`verify` reports a file whose last record is behind the checkpoint
-  (a truncated or deleted tail), and the writer refuses to append to such a file rather
-  than chain over the gap.
-* **Durability.** One ``os.write`` of the whole line (looping on short writes) and
-  ``os.fsync`` before :meth:`JsonlSink.write` returns; any failure (ENOSPC, EIO, EROFS,
+* **Checkpoint.** ``audit.checkpoint`` holds the ``seq``/``hash`` of the last synced
+  record and a MAC over both. A genesis checkpoint is created atomically (temp file,
+  fsync, rename, fsync of the directory) before the first record; after that it is
+  overwritten in place (one ``pwrite`` of a fixed 256-byte block) and only ever to name
+  a record already on disk, so after a power cut it can lag the log but never run ahead
+  of it. :func:`verify` reports a file whose last record is behind the checkpoint (a
+  truncated or deleted tail), and the writer refuses to append to such a file rather
+  than chain over the gap; a writer also refuses when a record it wrote itself is gone.
+* **Durability.** One ``os.write`` of the whole line (looping on short writes); an
+  *intent* record is then synced (``fdatasync``, which also flushes the file's new size)
+  before :meth:`JsonlSink.write` returns, so no call goes out before its intent is on
+  disk. An *outcome* or *denied* record is written at once (another process, or a crash
+  of this one, sees it) and synced by the next intent, by :meth:`JsonlSink.close`, or at
+  interpreter exit: only a power cut in between can lose it, and the log then shows an
+  intent without its outcome, never a false record. Any failure (ENOSPC, EIO, EROFS,
   EACCES...) truncates the partial line away when it can and raises.
 * **Torn lines.** If a crash still leaves a partial last line, the next writer ends it with
   a newline and writes its record with ``"recovered": true``, chained to the last complete
@@ -33,7 +40,14 @@ The default sink, :class:`JsonlSink`, appends one JSON object per line to
   opened with ``O_NOFOLLOW | O_DIRECTORY`` and files with ``O_NOFOLLOW`` relative to the
   directory descriptor, so a symlinked directory, parent or file is refused.
 * **Concurrency.** ``fcntl.flock`` on ``audit.lock`` serialises writers across processes
-  (CLI and MCP server at once); only the file's tail is read on append.
+  (CLI and MCP server at once), and a mutex the threads of one process; only the file's
+  tail is read on append.
+* **Descriptors.** A sink keeps its directory, lock, log and checkpoint descriptors open
+  between writes (a long-lived MCP server writes two records per call). Before each
+  write it re-checks, by ``lstat``, that each name still leads to the file it holds,
+  still a regular 0600 file with one link (and, for the lock, after taking it); on any
+  difference, after a ``fork``, or after any error it drops them all and opens again
+  through the full checks above.
 
 Records never hold secrets, cookies, headers, file paths or account ids: account ids become
 ``account_hash()`` values and every record passes through :func:`ibgw.redact.data`.
@@ -50,8 +64,10 @@ import os
 import re
 import secrets
 import stat
+import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
@@ -66,6 +82,10 @@ LOCK_NAME = "audit.lock"
 CHECKPOINT_NAME = "audit.checkpoint"
 GENESIS = "0" * 64
 OUTCOMES = ("ok", "error", "denied")
+#: Record kinds synced to disk before :meth:`JsonlSink.write` returns. Other records
+#: (outcomes, refusals) are written at once and synced by the next synced record, by
+#: :meth:`JsonlSink.close`, or at interpreter exit.
+SYNCED_KINDS = frozenset({"intent"})
 LOCK_TIMEOUT = 10.0
 _CHECKPOINT_SIZE = 256
 _TAIL_SCAN_LIMIT = 1 << 20  # bytes read back when looking for the last complete record
@@ -258,6 +278,27 @@ def _read_small(dir_fd: int, name: str, what: str, limit: int = 4096) -> bytes |
         os.close(fd)
 
 
+def _flock(fd: int, mode: int, timeout: float = LOCK_TIMEOUT) -> None:
+    """Take ``flock(mode)`` on ``fd``, waiting at most ``timeout`` seconds."""
+    import fcntl
+
+    deadline = time.monotonic() + timeout
+    delay = 0.0002
+    while True:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise AuditError(
+                    "audit unavailable: the audit log is locked by another process"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.001)
+        except OSError as exc:
+            raise _oserror("cannot lock the audit log", exc) from None
+
+
 class _Lock:
     """``flock`` on ``audit.lock``; exclusive for writers, shared for readers."""
 
@@ -269,24 +310,12 @@ class _Lock:
         import fcntl
 
         self.fd = _open_file(self.dir_fd, LOCK_NAME, os.O_RDWR | os.O_CREAT, "audit lock file")
-        mode = (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
-        deadline = time.monotonic() + self.timeout
-        delay = 0.0002
-        while True:
-            try:
-                fcntl.flock(self.fd, mode)
-                return self
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    self._close()
-                    raise AuditError(
-                        "audit unavailable: the audit log is locked by another process"
-                    ) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.001)
-            except OSError as exc:
-                self._close()
-                raise _oserror("cannot lock the audit log", exc) from None
+        try:
+            _flock(self.fd, fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX, self.timeout)
+        except BaseException:
+            self._close()
+            raise
+        return self
 
     def _close(self):
         if self.fd is not None:
@@ -388,7 +417,10 @@ class _Checkpoint:
 
 
 def _read_checkpoint(dir_fd: int, key: bytes) -> _Checkpoint | None:
-    raw = _read_small(dir_fd, CHECKPOINT_NAME, "audit checkpoint")
+    return _parse_checkpoint(_read_small(dir_fd, CHECKPOINT_NAME, "audit checkpoint"), key)
+
+
+def _parse_checkpoint(raw: bytes | None, key: bytes) -> _Checkpoint | None:
     if raw is None:
         return None
     try:
@@ -410,30 +442,32 @@ def _read_checkpoint(dir_fd: int, key: bytes) -> _Checkpoint | None:
     return _Checkpoint(seq, digest)
 
 
-def _write_checkpoint(dir_fd: int, key: bytes, seq: int, digest: str) -> None:
-    """Create the checkpoint atomically (temp file, fsync, rename, fsync of the directory)
-    or, once it exists, overwrite it in place: one ``pwrite`` of a fixed-size block at
-    offset 0 (well inside one disk sector) and ``fdatasync``. Replacing it by rename on
-    every append costs ~4 ms here against ~0.2 ms in place; a torn in-place write (which
-    single-sector writes do not produce) would fail its MAC and stop the writer, never pass."""
+def _checkpoint_block(key: bytes, seq: int, digest: str) -> bytes:
     body = canonical({"seq": seq, "hash": digest, "mac": _checkpoint_mac(key, seq, digest)})
-    block = body.encode("ascii").ljust(_CHECKPOINT_SIZE - 1) + b"\n"
+    return body.encode("ascii").ljust(_CHECKPOINT_SIZE - 1) + b"\n"
+
+
+def _overwrite_checkpoint(fd: int, key: bytes, seq: int, digest: str) -> None:
+    """Overwrite an existing checkpoint in place: one ``pwrite`` of a fixed-size block at
+    offset 0 (well inside one disk sector). No sync of its own: the caller has already
+    synced the record it names, so on disk the checkpoint can only lag the log, which
+    the writer and :func:`verify` accept, never run ahead of it. A torn block (which
+    single-sector writes do not produce) would fail its MAC and stop the writer."""
+    block = _checkpoint_block(key, seq, digest)
     try:
-        try:
-            fd = _open_file(dir_fd, CHECKPOINT_NAME, os.O_RDWR, "audit checkpoint")
-        except FileNotFoundError:
-            fd = None
-        if fd is not None:
-            try:
-                if os.pwrite(fd, block, 0) != len(block):
-                    raise OSError(errno.EIO, "short write")
-                if os.fstat(fd).st_size != len(block):
-                    os.ftruncate(fd, len(block))
-                _datasync(fd)
-            finally:
-                os.close(fd)
-            return
-        tmp = CHECKPOINT_NAME + ".tmp"
+        if os.pwrite(fd, block, 0) != len(block):
+            raise OSError(errno.EIO, "short write")
+        if os.fstat(fd).st_size != len(block):
+            os.ftruncate(fd, len(block))
+    except OSError as exc:
+        raise _oserror("cannot write the audit checkpoint", exc) from None
+
+
+def _create_checkpoint(dir_fd: int, key: bytes, seq: int, digest: str) -> None:
+    """Create the checkpoint atomically: temp file, fsync, rename, fsync of the directory."""
+    block = _checkpoint_block(key, seq, digest)
+    tmp = CHECKPOINT_NAME + ".tmp"
+    try:
         try:
             os.unlink(tmp, dir_fd=dir_fd)
         except FileNotFoundError:
@@ -517,6 +551,122 @@ def _tail_lines(fd: int, size: int, want: int, limit: int) -> tuple[list[bytes],
 # -- the JSONL sink -----------------------------------------------------------------------
 
 
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+class _Handles:
+    """The descriptors a :class:`JsonlSink` keeps between writes, and what they were
+    when opened. Only used under the sink's mutex."""
+
+    def __init__(self, directory: str):
+        self.pid = os.getpid()
+        self.dir_fd: int | None = None
+        self.dir_fd = _open_dir(directory, create=True)
+        assert self.dir_fd is not None
+        self.dir_id = _identity(os.fstat(self.dir_fd))
+        self.files: dict[str, tuple[int, tuple[int, int]]] = {}
+        self.key: bytes | None = None
+        #: (seq, hash) of the last record this sink wrote and has not synced yet.
+        self.pending: tuple[int, str] | None = None
+
+    def still_valid(self, directory: str) -> bool:
+        if self.pid != os.getpid():  # a forked child must not share our flock'd descriptors
+            return False
+        try:
+            st = os.stat(directory, follow_symlinks=False)
+        except OSError:
+            return False
+        return stat.S_ISDIR(st.st_mode) and _identity(st) == self.dir_id
+
+    def _current(self, name: str) -> bool:
+        held = self.files.get(name)
+        if held is None:
+            return False
+        try:
+            st = os.stat(name, dir_fd=self.dir_fd, follow_symlinks=False)
+        except OSError:
+            return False
+        return (
+            _identity(st) == held[1]
+            and stat.S_ISREG(st.st_mode)
+            and st.st_nlink == 1
+            and stat.S_IMODE(st.st_mode) == 0o600
+        )
+
+    def file(self, name: str, flags: int, what: str) -> int:
+        """The descriptor for ``name``, reopened (with every check of :func:`_open_file`)
+        unless the one held is still the file at that name."""
+        if self._current(name):
+            return self.files[name][0]
+        self.forget(name)
+        fd = _open_file(self.dir_fd, name, flags, what)
+        try:
+            self.files[name] = (fd, _identity(os.fstat(fd)))
+        except OSError as exc:
+            os.close(fd)
+            raise _oserror(f"cannot open the {what}", exc) from None
+        return fd
+
+    def forget(self, name: str) -> None:
+        held = self.files.pop(name, None)
+        if held is not None:
+            os.close(held[0])
+
+    def close(self) -> None:
+        if self.pid != os.getpid():
+            return  # the descriptors are the parent's to close; ours close at exit
+        for name in list(self.files):
+            self.forget(name)
+        if self.dir_fd is not None:
+            os.close(self.dir_fd)
+            self.dir_fd = None
+
+
+def _flush_pending(handles: _Handles, filename: str) -> None:
+    """Sync a record written without a sync, then move the checkpoint to it, if the log
+    still ends with it and nothing newer is checkpointed. Under the file lock."""
+    import fcntl
+
+    if handles.pending is None or handles.pid != os.getpid():
+        return
+    seq, digest = handles.pending
+    handles.pending = None
+    held, lock = handles.files.get(filename), handles.files.get(LOCK_NAME)
+    if held is None or lock is None or handles.key is None:
+        return
+    fd = held[0]
+    _flock(lock[0], fcntl.LOCK_EX)
+    try:
+        _datasync(fd)
+        anchor_seq, anchor_hash, _, _ = JsonlSink._anchor(fd, os.fstat(fd).st_size)
+        cp = handles.files.get(CHECKPOINT_NAME)
+        if (anchor_seq, anchor_hash) != (seq, digest) or cp is None:
+            return  # another writer has moved on (and checkpoints its own records)
+        current = _parse_checkpoint(os.pread(cp[0], 4096, 0), handles.key)
+        if current is not None and current.seq < seq:
+            _overwrite_checkpoint(cp[0], handles.key, seq, digest)
+    finally:
+        fcntl.flock(lock[0], fcntl.LOCK_UN)
+
+
+def _close_handles(handles: _Handles, filename: str, mutex) -> None:
+    """Flush what is pending and close. Run by :meth:`JsonlSink.close`, when the sink is
+    collected, and at interpreter exit; never raises."""
+    if not mutex.acquire(timeout=5):
+        return  # another thread is still writing (at exit): leave its descriptors alone
+    try:
+        _flush_pending(handles, filename)
+    except Exception as exc:
+        log.warning("audit: a record was not synced at close (%s)", _describe(exc))
+    finally:
+        try:
+            handles.close()
+        except OSError:
+            pass
+        mutex.release()
+
+
 class JsonlSink:
     """Append-only, hash-chained JSONL audit log in ``directory``."""
 
@@ -527,6 +677,9 @@ class JsonlSink:
             raise ValueError("filename must be a plain file name")
         self.directory = os.path.abspath(os.fspath(directory))
         self.filename = filename
+        self._mutex = threading.RLock()
+        self._handles: _Handles | None = None
+        self._finalizer: weakref.finalize | None = None
 
     @property
     def path(self) -> str:
@@ -535,30 +688,88 @@ class JsonlSink:
     def __repr__(self) -> str:  # no path: reprs end up in logs
         return f"<JsonlSink {self.filename}>"
 
-    def write(self, record: dict) -> None:
-        dir_fd = _open_dir(self.directory, create=True)
-        assert dir_fd is not None
-        try:
-            with _Lock(dir_fd):
-                key = _load_key(dir_fd, create=True, locked=True)
-                assert key is not None
-                fd = _open_file(
-                    dir_fd, self.filename, os.O_RDWR | os.O_APPEND | os.O_CREAT, "audit log"
-                )
-                try:
-                    self._append(dir_fd, fd, key, record)
-                finally:
-                    os.close(fd)
-        finally:
-            os.close(dir_fd)
+    def close(self) -> None:
+        """Close the descriptors kept between writes (also done when the sink is
+        garbage-collected). The next write opens them again."""
+        with self._mutex:
+            self._drop()
 
-    def _append(self, dir_fd: int, fd: int, key: bytes, record: dict) -> None:
+    def _drop(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()  # runs _close_handles once
+        self._handles, self._finalizer = None, None
+
+    def _open(self) -> _Handles:
+        handles = self._handles
+        if handles is not None and handles.still_valid(self.directory):
+            return handles
+        self._drop()
+        handles = _Handles(self.directory)
+        self._handles = handles
+        self._finalizer = weakref.finalize(
+            self, _close_handles, handles, self.filename, self._mutex
+        )
+        return handles
+
+    def write(self, record: dict) -> None:
+        with self._mutex:
+            try:
+                handles = self._open()
+                self._locked_write(handles, record)
+            except BaseException:
+                # Whatever went wrong, start the next write from a clean open.
+                self._drop()
+                raise
+
+    def _locked_write(self, handles: _Handles, record: dict) -> None:
+        import fcntl
+
+        for _ in range(10):
+            lock_fd = handles.file(LOCK_NAME, os.O_RDWR | os.O_CREAT, "audit lock file")
+            _flock(lock_fd, fcntl.LOCK_EX)
+            try:
+                if not handles._current(LOCK_NAME):
+                    continue  # the lock file was replaced while we waited: lock the new one
+                if handles.key is None:
+                    handles.key = _load_key(handles.dir_fd, create=True, locked=True)
+                    assert handles.key is not None
+                log_fd = handles.file(
+                    self.filename, os.O_RDWR | os.O_APPEND | os.O_CREAT, "audit log"
+                )
+                self._append(
+                    handles, log_fd, handles.key, record, record.get("kind") in SYNCED_KINDS
+                )
+                return
+            finally:
+                fcntl.flock(lock_fd, fcntl.LOCK_UN)
+        raise AuditError("audit unavailable: the audit lock file keeps changing")
+
+    def _append(self, handles: _Handles, fd: int, key: bytes, record: dict, sync: bool) -> None:
+        dir_fd = handles.dir_fd
         try:
             size = os.fstat(fd).st_size
         except OSError as exc:
             raise _oserror("cannot read the audit log", exc) from None
-        checkpoint = _read_checkpoint(dir_fd, key)
+        try:
+            cp_fd = handles.file(CHECKPOINT_NAME, os.O_RDWR, "audit checkpoint")
+        except FileNotFoundError:
+            cp_fd = None
+        try:
+            checkpoint = None if cp_fd is None else _parse_checkpoint(os.pread(cp_fd, 4096, 0), key)
+        except OSError as exc:
+            raise _oserror("cannot read the audit checkpoint", exc) from None
         anchor_seq, anchor_hash, skipped, torn = self._anchor(fd, size)
+        pending = handles.pending
+        if pending is not None and (
+            anchor_seq < pending[0] or (anchor_seq == pending[0] and anchor_hash != pending[1])
+        ):
+            handles.pending = None
+            raise AuditError(
+                "audit unavailable: a record this process wrote is gone from the audit log "
+                "(truncated or edited); run 'ibgw audit verify'",
+                hint="Move audit.jsonl and audit.checkpoint aside to start a "
+                "new log; nothing was sent.",
+            )
         if checkpoint is None:
             if anchor_seq:
                 raise AuditError(
@@ -566,7 +777,8 @@ class JsonlSink:
                 )
             # Genesis checkpoint before the first record: from now on a deleted or
             # truncated log is always noticed.
-            _write_checkpoint(dir_fd, key, 0, GENESIS)
+            _create_checkpoint(dir_fd, key, 0, GENESIS)
+            cp_fd = handles.file(CHECKPOINT_NAME, os.O_RDWR, "audit checkpoint")
         elif checkpoint.seq > anchor_seq or (
             checkpoint.seq == anchor_seq and checkpoint.hash != anchor_hash
         ):
@@ -589,12 +801,18 @@ class JsonlSink:
         data = (b"\n" if torn else b"") + line.encode("ascii") + b"\n"
         try:
             _write_all(fd, data)
-            os.fsync(fd)
+            if sync:
+                _datasync(fd)  # also syncs any record written before it
         except OSError as exc:
             self._undo(fd, size)
             raise _oserror("cannot write the audit log", exc) from None
+        if not sync:
+            # The checkpoint waits for the sync (see the module docstring).
+            handles.pending = (rec["seq"], rec["hash"])
+            return
+        handles.pending = None
         try:
-            _write_checkpoint(dir_fd, key, rec["seq"], rec["hash"])
+            _overwrite_checkpoint(cp_fd, key, rec["seq"], rec["hash"])
         except AuditError:
             self._undo(fd, size)
             raise
