@@ -4,11 +4,13 @@ A :class:`Pacer` reserves a send slot for each call. For a class ``(n, per)`` fr
 :data:`ibgw.declarations.PACING_CLASSES`, any window of ``per * margin`` seconds
 holds at most ``n`` reserved slots of that class; the ``global`` class applies to
 every call as well. Slots live in ``<state_dir>/pacing.json`` as wall-clock times
-(``time.time()``), read and rewritten under an exclusive ``flock`` on
-``<state_dir>/pacing.lock``, so the CLI, the MCP server and any other ibgw process
-on the machine share one budget. The lock is held only to read, decide and write a
-few hundred bytes; the caller sleeps until its slot after releasing it, so several
-calls can be in flight at once while the rate never exceeds the limit.
+(``time.time()``), read and rewritten in place under an exclusive ``flock`` on that
+file, so the CLI, the MCP server and any other ibgw process on the machine share one
+budget. The lock is held only to read, decide and write a few hundred bytes (one
+``pwrite``, padded with spaces to the old length, so the file is valid JSON after
+every system call; no rename, no fsync: the state only matters while processes run);
+the caller sleeps until its slot after releasing it, so several calls can be in
+flight at once while the rate never exceeds the limit.
 
 A slot later than the caller's deadline is not reserved: :meth:`Pacer.acquire`
 raises :class:`ibgw.errors.Unavailable` (reason ``paced``) at once, naming the
@@ -32,9 +34,20 @@ from .declarations import PACING_CLASSES
 from .errors import Unavailable
 
 STATE_FILE = "pacing.json"
-LOCK_FILE = "pacing.lock"
 _EPS = 1e-6
 LATE = 0.005  # a caller that wakes later than this past its slot re-checks the windows
+
+
+def _read_all(fd: int, limit: int = 1 << 20) -> bytes:
+    """The state file's bytes; more than ``limit`` of them cannot be ours: corrupt."""
+    chunks, pos = [], 0
+    while pos <= limit:
+        chunk = os.pread(fd, 65536, pos)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        pos += len(chunk)
+    raise ValueError("pacing state too large")
 
 
 def _window_ok(slots: list[float], t: float, n: int, window: float) -> bool:
@@ -77,30 +90,33 @@ class Pacer:
 
     @contextlib.contextmanager
     def _locked(self):
-        """Hold the thread lock and, when the state dir is usable, the file lock.
-        Yields whether the shared file is in use (else this process's memory)."""
+        """Hold the thread lock and, when the state dir is usable, the file lock on the
+        state file. Yields its descriptor (``None``: this process's memory is used)."""
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        path = os.path.join(self.state_dir, STATE_FILE)
         with self._lock:
             try:
-                self._ensure_dir()
-                fd = os.open(os.path.join(self.state_dir, LOCK_FILE), flags, 0o600)
+                try:
+                    fd = os.open(path, flags, 0o600)
+                except FileNotFoundError:  # the state dir itself is missing
+                    self._ensure_dir()
+                    fd = os.open(path, flags, 0o600)
             except OSError:
                 self.shared = False
-                yield False
+                yield None
                 return
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 self.shared = True
-                yield True
+                yield fd
             finally:
                 os.close(fd)  # closing releases the flock
 
-    def _load(self, now: float, shared: bool) -> dict[str, list[float]]:
+    def _load(self, now: float, fd: int | None) -> dict[str, list[float]]:
         slots = self._memory
-        if shared:
+        if fd is not None:
             try:
-                with open(os.path.join(self.state_dir, STATE_FILE), encoding="utf-8") as fh:
-                    slots = json.load(fh)["slots"]
+                slots = json.loads(_read_all(fd))["slots"]
             except (OSError, ValueError, KeyError, TypeError):
                 slots = {}  # missing or corrupt: start fresh
         if not isinstance(slots, dict):
@@ -123,25 +139,22 @@ class Pacer:
                 state[name] = sorted(keep)
         return state
 
-    def _save(self, state: dict[str, list[float]], shared: bool) -> None:
+    def _save(self, state: dict[str, list[float]], fd: int | None) -> None:
         self._memory = state
-        if not shared:
+        if fd is None:
             return
-        path = os.path.join(self.state_dir, STATE_FILE)
-        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-        data = json.dumps({"version": 1, "slots": state}, separators=(",", ":"))
-        fd = os.open(
-            tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600
-        )
+        data = json.dumps({"version": 1, "slots": state}, separators=(",", ":")).encode()
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
+            old = os.fstat(fd).st_size
+            # Padded to the old length: valid JSON whatever happens after this call.
+            if os.pwrite(fd, data.ljust(old), 0) < max(len(data), old):
+                raise OSError("short write")
+            if old > len(data):
+                os.ftruncate(fd, len(data))
         except OSError:
             # Disk full or the dir turned read-only: this process keeps pacing
             # from memory; the next call tries the file again.
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            pass
 
     # -- public ----------------------------------------------------------------
     def acquire(self, classes: Sequence[str], deadline: float) -> float:
@@ -162,9 +175,9 @@ class Pacer:
         wall_deadline = time.time() + (deadline - time.monotonic())
         slot = None
         while True:
-            with self._locked() as shared:
+            with self._locked() as fd:
                 now = time.time()
-                state = self._load(now, shared)
+                state = self._load(now, fd)
                 if slot is not None:
                     # Woke late: the reserved slot no longer tells the truth about when
                     # this call goes out. Give it back, and record the real send time if
@@ -174,11 +187,11 @@ class Pacer:
                             state.get(name, []).remove(slot)
                     if all(_window_ok(state.get(n, []), now, *limits[n]) for n in names):
                         self._insert(state, names, now)
-                        self._save(state, shared)
+                        self._save(state, fd)
                         return now
                 slot = self._slot(state, limits, now)
                 if slot > wall_deadline + _EPS:
-                    self._save(state, shared)
+                    self._save(state, fd)
                     binding = max(names, key=lambda c: _earliest(state.get(c, []), now, *limits[c]))
                     n, per = PACING_CLASSES[binding]
                     wait = max(1, math.ceil(slot - now))
@@ -189,7 +202,7 @@ class Pacer:
                         f"endpoint; try again in {wait} s",
                     )
                 self._insert(state, names, slot)
-                self._save(state, shared)
+                self._save(state, fd)
             delay = slot - time.time()
             if delay > 0:
                 time.sleep(delay)

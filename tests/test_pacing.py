@@ -14,7 +14,7 @@ import pytest
 
 from ibgw.declarations import PACING_CLASSES
 from ibgw.errors import Unavailable
-from ibgw.pacing import LOCK_FILE, STATE_FILE, Pacer
+from ibgw.pacing import STATE_FILE, Pacer
 
 MARGIN = 1.03
 N, PER = PACING_CLASSES["global"]
@@ -163,6 +163,7 @@ def test_several_classes_at_once(tmp_path):
         b'{"slots": {"global": [null, "1", 1e999, -1]}}',
         b"\xff\xfe\x00",
         b'{"slots": {"unknown": [1, 2]}}',
+        b" " * (2 << 20),  # larger than any state of ours
     ],
 )
 def test_corrupt_state_recovers(tmp_path, content):
@@ -173,6 +174,19 @@ def test_corrupt_state_recovers(tmp_path, content):
     slot = pacer.acquire(["tickle"], time.monotonic() + 5)
     saved = json.loads((state / STATE_FILE).read_text())
     assert saved["slots"]["tickle"] == [slot]
+
+
+def test_state_rewritten_in_place_stays_exact_json_when_it_shrinks(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    stale = time.time() - 100  # outside every short window
+    (state / STATE_FILE).write_text(json.dumps({"slots": {"global": [stale] * 200}}))
+    inode = os.stat(state / STATE_FILE).st_ino
+    slot = Pacer(str(state)).acquire([], time.monotonic() + 5)
+    raw = (state / STATE_FILE).read_bytes()
+    assert json.loads(raw) == {"version": 1, "slots": {"global": [slot]}}
+    assert raw == raw.strip()  # shrunk to the new length, no padding left behind
+    assert os.stat(state / STATE_FILE).st_ino == inode  # rewritten in place, not replaced
 
 
 def test_far_future_entries_are_dropped(tmp_path):
@@ -190,9 +204,8 @@ def test_state_files_are_private(tmp_path):
     state = tmp_path / "state"
     Pacer(str(state)).acquire([], time.monotonic() + 5)
     assert stat.S_IMODE(os.stat(state).st_mode) == 0o700
-    assert stat.S_IMODE(os.stat(state / LOCK_FILE).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(state / STATE_FILE).st_mode) == 0o600
-    assert not [p for p in os.listdir(state) if p.endswith(".tmp")]
+    assert os.listdir(state) == [STATE_FILE]  # no lock or temporary files left around
 
 
 def test_unusable_state_dir_paces_in_memory(tmp_path):
