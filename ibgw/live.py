@@ -329,7 +329,7 @@ class LiveTransport(Transport):
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         if method == "POST":
             headers["Content-Type"] = "application/json"
-        prep = requests.Request(method, self._origin + target, data=body, headers=headers).prepare()
+        prep = self._prepare(method, target, headers, body)
         self._recheck(prep, method, target, headers, body)
 
         remaining = request.remaining()
@@ -341,6 +341,20 @@ class LiveTransport(Transport):
         return Response(status, data, ctype)
 
     # -- internals ----------------------------------------------------------------
+    def _prepare(self, method: str, target: str, headers: dict, body):
+        """The request exactly as checked: built directly rather than through
+        ``requests.Request.prepare`` (URL re-parsing and re-encoding, cookie and hook
+        set-up we do not use), with the ``Content-Length`` that ``prepare`` would add."""
+        prep = requests.PreparedRequest()
+        prep.method = method
+        prep.url = self._origin + target
+        prep.headers = requests.structures.CaseInsensitiveDict(headers)
+        prep.body = body
+        if body is not None:
+            prep.headers["Content-Length"] = str(len(body))
+        prep.hooks = {"response": []}
+        return prep
+
     def _recheck(self, prep, method: str, target: str, headers: dict, body) -> None:
         def refuse(what: str):
             raise PolicyRefused(

@@ -205,6 +205,17 @@ class ReadContext:
 
 
 # -- shaping --------------------------------------------------------------------
+_SCHEMAS: dict = {}  # schema class -> its many=True instance (dumping keeps no state)
+
+
+def _schema(schema_cls):
+    schema = _SCHEMAS.get(schema_cls)
+    if schema is None:
+        # Building a marshmallow schema deep-copies its fields: once per class, not per read.
+        schema = _SCHEMAS[schema_cls] = schema_cls(many=True)
+    return schema
+
+
 def _shape(read: Read, raw) -> list[dict]:
     records = raw if isinstance(raw, list) else ([] if raw is None else [raw])
     schema_cls = resolve(read.schema)
@@ -212,7 +223,7 @@ def _shape(read: Read, raw) -> list[dict]:
         from marshmallow import ValidationError
 
         try:
-            return schema_cls(many=True).dump(records)
+            return _schema(schema_cls).dump(records)
         except (ValueError, TypeError, AttributeError, ValidationError):
             raise Unavailable(
                 "the gateway's answer did not have the expected shape",

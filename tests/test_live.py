@@ -737,14 +737,15 @@ def test_body_on_get_refused(server_factory):
 
 
 def _tamper_prepare(monkeypatch, change):
-    original = requests.Request.prepare
+    """Change the prepared request between its building and the re-check."""
+    original = LiveTransport._prepare
 
-    def prepare(self):
-        prep = original(self)
+    def prepare(self, *args):
+        prep = original(self, *args)
         change(prep)
         return prep
 
-    monkeypatch.setattr(requests.Request, "prepare", prepare)
+    monkeypatch.setattr(LiveTransport, "_prepare", prepare)
 
 
 @pytest.mark.parametrize(
