@@ -447,12 +447,13 @@ def _checkpoint_block(key: bytes, seq: int, digest: str) -> bytes:
     return body.encode("ascii").ljust(_CHECKPOINT_SIZE - 1) + b"\n"
 
 
-def _overwrite_checkpoint(fd: int, key: bytes, seq: int, digest: str) -> None:
+def _overwrite_checkpoint(fd: int, key: bytes, seq: int, digest: str) -> bytes:
     """Overwrite an existing checkpoint in place: one ``pwrite`` of a fixed-size block at
     offset 0 (well inside one disk sector). No sync of its own: the caller has already
     synced the record it names, so on disk the checkpoint can only lag the log, which
     the writer and :func:`verify` accept, never run ahead of it. A torn block (which
-    single-sector writes do not produce) would fail its MAC and stop the writer."""
+    single-sector writes do not produce) would fail its MAC and stop the writer. Returns
+    the block written."""
     block = _checkpoint_block(key, seq, digest)
     try:
         if os.pwrite(fd, block, 0) != len(block):
@@ -461,6 +462,7 @@ def _overwrite_checkpoint(fd: int, key: bytes, seq: int, digest: str) -> None:
             os.ftruncate(fd, len(block))
     except OSError as exc:
         raise _oserror("cannot write the audit checkpoint", exc) from None
+    return block
 
 
 def _create_checkpoint(dir_fd: int, key: bytes, seq: int, digest: str) -> None:
@@ -569,6 +571,10 @@ class _Handles:
         self.key: bytes | None = None
         #: (seq, hash) of the last record this sink wrote and has not synced yet.
         self.pending: tuple[int, str] | None = None
+        #: The checkpoint's bytes as last read or written, and what they say.
+        self.checkpoint: tuple[bytes, _Checkpoint | None] | None = None
+        #: (file size, seq, hash, line) right after this sink's last append.
+        self.tail: tuple[int, int, str, bytes] | None = None
 
     def still_valid(self, directory: str) -> bool:
         if self.pid != os.getpid():  # a forked child must not share our flock'd descriptors
@@ -755,10 +761,19 @@ class JsonlSink:
         except FileNotFoundError:
             cp_fd = None
         try:
-            checkpoint = None if cp_fd is None else _parse_checkpoint(os.pread(cp_fd, 4096, 0), key)
+            if cp_fd is None:
+                checkpoint = None
+            else:
+                raw = os.pread(cp_fd, 4096, 0)
+                known = handles.checkpoint
+                if known is not None and known[0] == raw:
+                    checkpoint = known[1]  # the bytes we last saw: same MAC, same answer
+                else:
+                    checkpoint = _parse_checkpoint(raw, key)
+                    handles.checkpoint = (raw, checkpoint)
         except OSError as exc:
             raise _oserror("cannot read the audit checkpoint", exc) from None
-        anchor_seq, anchor_hash, skipped, torn = self._anchor(fd, size)
+        anchor_seq, anchor_hash, skipped, torn = self._tail_anchor(handles, fd, size)
         pending = handles.pending
         if pending is not None and (
             anchor_seq < pending[0] or (anchor_seq == pending[0] and anchor_hash != pending[1])
@@ -806,16 +821,33 @@ class JsonlSink:
         except OSError as exc:
             self._undo(fd, size)
             raise _oserror("cannot write the audit log", exc) from None
+        handles.tail = (size + len(data), rec["seq"], rec["hash"], data.lstrip(b"\n"))
         if not sync:
             # The checkpoint waits for the sync (see the module docstring).
             handles.pending = (rec["seq"], rec["hash"])
             return
         handles.pending = None
         try:
-            _overwrite_checkpoint(cp_fd, key, rec["seq"], rec["hash"])
+            block = _overwrite_checkpoint(cp_fd, key, rec["seq"], rec["hash"])
         except AuditError:
+            handles.tail = None
             self._undo(fd, size)
             raise
+        handles.checkpoint = (block, _Checkpoint(rec["seq"], rec["hash"]))
+
+    def _tail_anchor(self, handles: _Handles, fd: int, size: int) -> tuple[int, str, bool, bool]:
+        """:meth:`_anchor`, without parsing when the file still ends, byte for byte,
+        with the line this sink appended last."""
+        known = handles.tail
+        if known is not None and known[0] == size:
+            end, seq, digest, line = known
+            try:
+                if os.pread(fd, len(line), end - len(line)) == line:
+                    return seq, digest, False, False
+            except OSError as exc:
+                raise _oserror("cannot read the audit log", exc) from None
+        handles.tail = None
+        return self._anchor(fd, size)
 
     @staticmethod
     def _undo(fd: int, size: int) -> None:

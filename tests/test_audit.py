@@ -931,6 +931,33 @@ def test_a_file_swapped_for_a_symlink_under_a_live_sink_is_refused(tmp_path, nam
     assert target.read_text() == "x"
 
 
+def test_same_size_edits_under_a_live_sink_are_refused(state):
+    # The sink remembers the last line and checkpoint it wrote; an edit that keeps the
+    # file sizes must still be read and refused, not matched against that memory.
+    sink = _fill(state, 3)
+    data = bytearray(open(_log(state), "rb").read())
+    at = data.rindex(b'"hash":"') + len('"hash":"')
+    data[at] = ord("0") if data[at] != ord("0") else ord("1")
+    with open(_log(state), "r+b") as fh:
+        fh.write(bytes(data))
+    with pytest.raises(AuditError) as info:
+        sink.write({"kind": "intent"})
+    assert "behind its checkpoint" in str(info.value)
+
+
+def test_a_checkpoint_edited_in_place_under_a_live_sink_is_refused(state):
+    sink = _fill(state, 3)
+    path = os.path.join(state, "audit.checkpoint")
+    block = bytearray(open(path, "rb").read())
+    at = block.index(b'"seq":3') + len('"seq":')
+    block[at] = ord("7")
+    with open(path, "r+b") as fh:
+        fh.write(bytes(block))
+    with pytest.raises(AuditError) as info:
+        sink.write({"kind": "intent"})
+    assert "checkpoint is corrupt or was edited" in str(info.value)
+
+
 def test_a_hard_link_made_under_a_live_sink_is_refused(tmp_path):
     state = tmp_path / "state"
     sink = _fill(str(state), 1)
