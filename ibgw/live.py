@@ -460,8 +460,9 @@ def _clean_ctype(value: str) -> str:
 def _read_body(raw, deadline: float):
     """Read the body in chunks: bounded size, deadline checked between chunks, and
     each socket read bounded by the time left. Returns (body, kind)."""
-    length = raw.headers.get("Content-Length", "")
-    if length.strip().isdigit() and int(length) > MAX_BODY:
+    length = raw.headers.get("Content-Length", "").strip()
+    expected = int(length) if length.isdigit() else None
+    if expected is not None and expected > MAX_BODY:
         return b"", TOO_LARGE
     conn = getattr(raw, "connection", None)
     sock = getattr(conn, "sock", None)
@@ -484,6 +485,8 @@ def _read_body(raw, deadline: float):
                 kind = TOO_LARGE
                 break
             chunks.append(chunk)
+            if total == expected:
+                break  # all of a framed body: no read for the end of it
     except (TimeoutError, urllib3.exceptions.ReadTimeoutError):
         kind = TIMEOUT
     except (urllib3.exceptions.HTTPError, HTTPException, OSError, ValueError, AttributeError):

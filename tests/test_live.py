@@ -366,6 +366,16 @@ def test_post_without_body_sends_empty_object(server_factory):
     assert srv.seen[0].body == b"{}" and srv.seen[0].header("Content-Length") == ["2"]
 
 
+def test_sequential_reads_reuse_one_connection(server_factory):
+    # The body is read up to its Content-Length and no further; the connection must
+    # still go back to the pool in a clean state and serve the next request.
+    srv = server_factory(respond())
+    t = LiveTransport(config(srv.url()))
+    for _ in range(5):
+        assert t.send(get()).status == 200
+    assert srv.connections == 1 and len(srv.seen) == 5
+
+
 def test_keep_alive_and_concurrency(server_factory):
     srv = server_factory(respond())
     t = LiveTransport(config(srv.url()))
