@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from dataclasses import dataclass, field
+from types import FunctionType, MethodType, ModuleType
 
 import pluggy
 
@@ -29,14 +29,37 @@ DEFAULT_PLUGINS = (
 )
 
 
-@dataclass
 class PluginInfo:
-    name: str
-    distribution: str | None = None
-    version: str | None = None
-    hooks: list[str] = field(default_factory=list)
-    error: str | None = None
-    builtin: bool = False
+    """What ``ibgw plugins`` reports about one plugin. (A plain class: a dataclass
+    costs ~1 ms to create at every start-up.)"""
+
+    __slots__ = ("name", "distribution", "version", "hooks", "error", "builtin")
+
+    def __init__(
+        self,
+        name: str,
+        distribution: str | None = None,
+        version: str | None = None,
+        hooks: list[str] | None = None,
+        error: str | None = None,
+        builtin: bool = False,
+    ):
+        self.name = name
+        self.distribution = distribution
+        self.version = version
+        self.hooks = hooks if hooks is not None else []
+        self.error = error
+        self.builtin = builtin
+
+    def __repr__(self) -> str:
+        return f"PluginInfo({self.as_dict()!r})"
+
+    def __eq__(self, other):
+        if not isinstance(other, PluginInfo):
+            return NotImplemented
+        return self.as_dict() == other.as_dict()
+
+    __hash__ = None
 
     def as_dict(self) -> dict:
         return {
@@ -56,6 +79,23 @@ class PluginManager(pluggy.PluginManager):
         super().__init__("ibgw")
         self.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
+
+    def parse_hookimpl_opts(self, plugin, name: str):
+        """pluggy's, with a shortcut for module plugins: a module attribute that is not
+        a function (or a function without the ``ibgw_impl`` marker) is no hook.
+
+        pluggy looks every name of ``dir(plugin)`` up with ``inspect.getattr_static``,
+        which for a module can only find a hookable function in the module's
+        ``__dict__``; a plugin module holds hundreds of names (imports, constants,
+        declarations) and the generic lookup was a tenth of ``ibgw --help``."""
+        if type(plugin) is ModuleType:
+            value = plugin.__dict__.get(name)
+            if type(value) is FunctionType:
+                if self.project_name + "_impl" not in value.__dict__:
+                    return None
+            elif not isinstance(value, (staticmethod, classmethod, MethodType)):
+                return None
+        return super().parse_hookimpl_opts(plugin, name)
 
     def register_checked(self, plugin, name: str, info: PluginInfo) -> bool:
         """Register ``plugin`` unless it implements an unknown hook or mismatches a
@@ -104,14 +144,19 @@ def _norm(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 
 
-@dataclass
 class EntryPoint:
     """An ``ibgw`` entry point: ``name = module[:attr]`` of a distribution."""
 
-    name: str
-    value: str
-    distribution: str
-    version: str | None
+    __slots__ = ("name", "value", "distribution", "version")
+
+    def __init__(self, name: str, value: str, distribution: str, version: str | None):
+        self.name = name
+        self.value = value
+        self.distribution = distribution
+        self.version = version
+
+    def __repr__(self) -> str:
+        return f"EntryPoint({self.name!r}, {self.value!r}, {self.distribution!r}, {self.version!r})"
 
     def load(self):
         module, _, attr = self.value.partition(":")

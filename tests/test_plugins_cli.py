@@ -291,3 +291,43 @@ def test_entry_point_scan_agrees_with_importlib_metadata():
         for e in entry_points(group="ibgw")
     )
     assert ours == theirs and ours
+
+
+def test_hooks_of_a_module_plugin_are_found_among_everything_else_it_holds(ibgw_pm):
+    """Only functions marked with ``hookimpl`` register, whatever else a plugin
+    module holds (imports, classes, unmarked functions with hook names, a module
+    ``__getattr__`` that must not run), and ``specname`` still names the hook."""
+    import types
+
+    source = textwrap.dedent(
+        """
+        import os
+        from ibgw import Read, hookimpl
+
+        LIMIT = 3
+
+        class Helper:
+            @hookimpl
+            def ibgw_register_commands(cli):  # a class attribute, not a module hook
+                raise AssertionError("registered from a class inside the module")
+
+        def ibgw_register_commands(cli):  # no marker: not a hook
+            raise AssertionError("an unmarked function was registered")
+
+        @hookimpl(specname="ibgw_register_reads")
+        def declare(register):
+            register(Read(category="modplug", name="one", summary="x", fetch=lambda ctx: []))
+
+        def __getattr__(name):
+            raise AssertionError(f"module __getattr__ ran for {name}")
+        """
+    )
+    module = types.ModuleType("ibgw_modplug")
+    exec(compile(source, "ibgw_modplug.py", "exec"), module.__dict__)
+    from ibgw.plugins import PluginInfo, collect_reads
+
+    info = PluginInfo("modplug")
+    assert ibgw_pm.register_checked(module, "modplug", info), info.error
+    assert info.hooks == ["ibgw_register_reads"]
+    assert collect_reads(ibgw_pm).get("modplug", "one") is not None
+    create_cli(ibgw_pm)  # the unmarked ibgw_register_commands is never called
