@@ -7,6 +7,7 @@ becomes ``ibgw <category> <read>``; a category's default read also answers
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -62,8 +63,41 @@ def _handle(ctx: click.Context, exc: BaseException) -> int:
     return EXIT_INTERNAL
 
 
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns`` without importing shutil (which pulls in
+    bz2, lzma and zlib): ``$COLUMNS``, else stdout's terminal, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class IbgwContext(click.Context):
+    """click's context, whose help formatter learns the terminal width as click does
+    (``FORCED_WIDTH``, else the terminal's columns, within ``max_content_width``)
+    but without the import of shutil that costs ``ibgw --help`` a few ms."""
+
+    def make_formatter(self) -> click.HelpFormatter:
+        width = self.terminal_width
+        if width is None:
+            from click import formatting
+
+            width = formatting.FORCED_WIDTH
+            if width is None:
+                width = max(min(_terminal_columns(), self.max_content_width or 80) - 2, 50)
+        return self.formatter_class(width=width, max_width=self.max_content_width)
+
+
 class IbgwGroup(click.Group):
     """A group that refuses duplicate command names and turns errors into exit codes."""
+
+    context_class = IbgwContext
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -161,15 +195,34 @@ def _usage_error(exc: click.ClickException, argv: list[str]) -> None:
 
 class CategoryGroup(click.Group):
     """A category of reads; ``default_read`` answers when the first argument is not
-    one of the category's commands (``ibgw news AAPL``)."""
+    one of the category's commands (``ibgw news AAPL``).
 
-    def __init__(self, *args, default_read: str | None = None, **kwargs):
+    A read's click command is built when it is first looked up (to run it or show its
+    help), not when the CLI is built: ``ibgw --help`` needs only the category."""
+
+    context_class = IbgwContext
+
+    def __init__(self, *args, default_read: str | None = None, reads=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.default_read = default_read
+        self.lazy_reads = {read.name: read for read in reads}
+
+    def get_command(self, ctx, cmd_name):
+        if cmd_name not in self.commands and cmd_name in self.lazy_reads:
+            self.add_command(read_command(self.lazy_reads[cmd_name]))
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx):
+        return sorted({*self.commands, *self.lazy_reads})
 
     def parse_args(self, ctx, args):
         if self.default_read and (
-            not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names)
+            not args
+            or (
+                args[0] not in self.commands
+                and args[0] not in self.lazy_reads
+                and args[0] not in ctx.help_option_names
+            )
         ):
             args = [self.default_read, *args]
         return super().parse_args(ctx, args)
@@ -240,9 +293,11 @@ def read_command(read) -> click.Command:
         for note in notes:
             emit(f"note: {note}\n", err=True)
 
-    return click.Command(
+    command = click.Command(
         read.name, params=params, callback=callback, help=read.help, short_help=read.summary
     )
+    command.context_class = IbgwContext
+    return command
 
 
 def _global_options(f):
@@ -310,7 +365,6 @@ def create_cli(pm=None) -> click.Group:
     """A fresh ``ibgw`` click group built from ``pm`` (a new plugin manager with
     entry points loaded when ``None``). Duplicate command names are refused and
     reported, never silently replaced."""
-    from .app import App
     from .plugins import collect_reads, get_plugin_manager
 
     if pm is None:
@@ -329,6 +383,8 @@ def create_cli(pm=None) -> click.Group:
         Reports whether the broker session is usable, keeps it alive, and answers
         contextual reads. It never places, changes or cancels anything.
         """
+        from .app import App
+
         app = App(pm, {k: v for k, v in flags.items() if v is not None}, reads=reads)
         ctx.obj = app
         ctx.call_on_close(app.close)
@@ -353,11 +409,10 @@ def create_cli(pm=None) -> click.Group:
         group = CategoryGroup(
             category,
             default_read=defaults[0] if defaults else None,
+            reads=items,
             help=f"{category.capitalize()} reads." if len(items) > 1 else items[0].summary,
             context_settings={"help_option_names": ["-h", "--help"]},
         )
-        for read in items:
-            group.add_command(read_command(read))
         cli.add_command(group)
     cli.current_owner = "ibgw"
     cli.reads = reads

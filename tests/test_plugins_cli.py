@@ -293,6 +293,29 @@ def test_entry_point_scan_agrees_with_importlib_metadata():
     assert ours == theirs and ours
 
 
+def test_category_help_lists_its_reads_and_each_read_has_its_own_help():
+    """A read's click command is built only when it is looked up; its category's help
+    and its own help still show everything."""
+    category = run(["accounts", "--help"])
+    assert category.returncode == 0, category.stderr
+    for read in ("list", "summary", "ledger", "positions"):
+        assert f"  {read} " in category.stdout
+    read = run(["accounts", "summary", "--help"])
+    assert read.returncode == 0, read.stderr
+    assert "--account" in read.stdout and "Account balances" in read.stdout
+
+
+def test_help_is_as_wide_as_the_terminal_says():
+    """``$COLUMNS`` narrows the help as it does for any click program; without a
+    terminal it is 80 columns wide."""
+    narrow = run(["--help"], env={"COLUMNS": "60"})
+    wide = run(["--help"], env={"COLUMNS": ""})
+    assert narrow.returncode == wide.returncode == 0
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 58
+    assert 60 < max(len(line) for line in wide.stdout.splitlines()) <= 78
+    assert "  status " in narrow.stdout and "  status " in wide.stdout
+
+
 def test_hooks_of_a_module_plugin_are_found_among_everything_else_it_holds(ibgw_pm):
     """Only functions marked with ``hookimpl`` register, whatever else a plugin
     module holds (imports, classes, unmarked functions with hook names, a module
