@@ -7,6 +7,7 @@ becomes ``ibgw <category> <read>``; a category's default read also answers
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -420,9 +421,19 @@ def create_cli(pm=None) -> click.Group:
 
 
 def main(argv=None) -> None:
+    # Building the CLI allocates objects that live as long as the process (modules,
+    # plugins, declarations, click commands): a garbage collection while they are
+    # built frees nothing, and once frozen no later collection walks them again,
+    # including the full one at interpreter exit. ~15 ms of 'ibgw --help'.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         cli = create_cli()
     except Exception as exc:  # plugin loading itself failed: still one line
         sys.stderr.write(f"ibgw: error: could not start ({type(exc).__name__})\n")
         sys.exit(EXIT_INTERNAL)
+    finally:
+        gc.freeze()
+        if collecting:
+            gc.enable()
     cli.main(args=argv, prog_name="ibgw")
