@@ -14,6 +14,9 @@ DEPS := setup.cfg pyproject.toml $(wildcard plugins/*/pyproject.toml) $(wildcard
 $(STAMP): $(DEPS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -e '.[test,mcp]' $(EDITABLES)
+	@# pip byte-compiles what it installs but not editable sources: without this, ibgw
+	@# recompiles its modules at every start wherever PYTHONDONTWRITEBYTECODE is set
+	$(PY) -m compileall -q ibgw fixtures $(foreach p,$(PLUGINS) $(EXAMPLES),$(p)/src)
 	@touch $(STAMP)
 
 install: $(STAMP)
