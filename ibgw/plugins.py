@@ -178,6 +178,7 @@ def _scan_dist_info(group: str = "ibgw") -> list[EntryPoint] | None:
 
     found: list[EntryPoint] = []
     seen: set[str] = set()
+    marker = group.encode()
     for entry in sys.path:
         if not entry:
             entry = "."
@@ -189,27 +190,24 @@ def _scan_dist_info(group: str = "ibgw") -> list[EntryPoint] | None:
             continue
         except OSError:
             continue
-        for dirname in sorted(names):
-            if dirname.endswith(".dist-info"):
-                stem = dirname[: -len(".dist-info")]
-            elif dirname.endswith(".egg-info"):
-                stem = dirname[: -len(".egg-info")]
-            else:
-                continue
+        for dirname in sorted(n for n in names if n.endswith((".dist-info", ".egg-info"))):
+            stem = dirname.rpartition(".")[0]  # "name-version"
             dist, _, version = stem.partition("-")
             key = _norm(dist)
             if key in seen:
                 continue
             seen.add(key)
-            if not version and dirname.endswith(".egg-info"):
-                version = _pkg_info_version(os.path.join(entry, dirname, "PKG-INFO"))
             try:
-                with open(os.path.join(entry, dirname, "entry_points.txt"), encoding="utf-8") as fh:
-                    text = fh.read()
+                with open(os.path.join(entry, dirname, "entry_points.txt"), "rb") as fh:
+                    data = fh.read()
             except OSError:
                 continue
+            if marker not in data:  # most distributions: no need to decode and parse
+                continue
+            if not version and dirname.endswith(".egg-info"):
+                version = _pkg_info_version(os.path.join(entry, dirname, "PKG-INFO"))
             section = None
-            for line in text.splitlines():
+            for line in data.decode("utf-8").splitlines():
                 line = line.strip()
                 if not line or line[0] in "#;":
                     continue
