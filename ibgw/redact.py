@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import os
 import re
+import string
 import sys
 import threading
 from collections.abc import Iterable
+from functools import partial
+from itertools import chain, compress
 from urllib.parse import quote, quote_plus
 
 REDACTED = "[redacted]"
@@ -124,6 +128,66 @@ _BUILTIN_RULES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
 BUILTIN_PATTERNS: tuple[str, ...] = tuple(p for p, _ in _BUILTIN_RULES)
 _PREFILTER = {p: lits for p, lits in _BUILTIN_RULES}
 
+# A sketch of a text for a pattern without literals: the text's UTF-8 bytes translated
+# with ``table`` keep the shape a match needs, and ``marker`` occurs in the sketch of
+# every text the pattern matches. A MAC address (hex pairs joined by five ``:`` or five
+# ``-``) sketches to ``hh:hh:hh:hh:hh:hh``, which contains ``:hh:`` (the bytes of other
+# characters, multi-byte ones included, all become blanks); texts without it skip the
+# regex, which is slow on large outputs (it tries its lookbehind at every position).
+_MAC_SKETCH = bytes(
+    ord("h") if chr(b) in string.hexdigits else ord(":") if chr(b) in ":-" else ord(" ")
+    for b in range(256)
+)
+_SKETCHES = {BUILTIN_PATTERNS[-1]: (_MAC_SKETCH, b":hh:")}
+_SKETCH_MIN_LEN = 256  # shorter texts run the pattern itself
+# The only characters beyond ASCII that a case-insensitive pattern matches to an ASCII
+# letter, with that letter (tests/test_redact_batch.py checks every code point). Once they
+# are replaced, a pattern's literal occurs in the lower-cased text whenever it matches.
+_CASE_TWINS = (("\u0130", "i"), ("\u0131", "i"), ("\u017f", "s"), ("\u212a", "k"))
+
+
+def _literal_text(s: str) -> str:
+    """The text a pattern's literals are looked for in (lower case)."""
+    if not s.isascii():
+        for twin, letter in _CASE_TWINS:
+            if twin in s:
+                s = s.replace(twin, letter)
+    return s.lower()
+
+
+# Characters from rare to common in gateway data and rendered output: a needle is looked
+# for only when its rarest character occurs in the text (one memchr-speed scan per
+# character instead of one substring search per needle).
+_RARITY = "=/~|@#%&;+*!?$^`\\<>[]{}()'\"zqxjkvbpygfwmucldrhsnioate_.-:, \t0123456789"
+
+_CONTAINERS = (dict, list, tuple, set, frozenset)
+_FLAT = frozenset({str, int, float, bool, type(None)})
+_NUMBER_CHARS = "0123456789.-+einfa"  # every character of str() of an int or float
+
+
+def _printed_as(text: str) -> list:
+    """The ints and floats whose ``str()`` is ``text``."""
+    found: list = []
+    for kind in (int, float):
+        try:
+            number = kind(text)
+        except (ValueError, OverflowError):
+            continue
+        if str(number) == text:
+            found.append(number)
+    return found
+
+
+def _sketch_lacks(s: str, sketch) -> bool:
+    """True when the sketch proves its pattern cannot match ``s``."""
+    table, marker = sketch
+    return marker not in s.encode("utf-8", "surrogatepass").translate(table)
+
+
+def _rarity(char: str) -> int:
+    return _RARITY.find(char)  # -1 (rarest) for characters not listed
+
+
 _TRIVIAL = frozenset({"true", "false", "null", "none", "nan", "undefined", REDACTED.lower()})
 _TRIVIAL_RE = re.compile(r"^[\s0.:\-]*$")
 MIN_SECRET_LEN = 4
@@ -145,6 +209,7 @@ class Redactor:
         self._prefixes: tuple[str, ...] = ()
         self._patterns: list[re.Pattern] = []
         self._literals: list[tuple[str, ...] | None] = []
+        self._sketches: list[tuple | None] = []
         self._pattern_sources: set[tuple[str, int]] = set()
         self._secrets: set[str] = set()
         self._secret_lower: frozenset[str] = frozenset()
@@ -152,9 +217,9 @@ class Redactor:
         self._secret_re: re.Pattern | None = None
         self._home_key: object = object()
         self._home_re: re.Pattern | None = None
-        self._quick: tuple | None = (
-            None  # (home key, lower-case needles, patterns without literals)
-        )
+        # (home key, lower-case needles grouped by their rarest character,
+        #  patterns without literals with their sketch, numeric-looking secrets)
+        self._quick: tuple | None = None
         self._key_cache: dict = {}  # key -> (redacted key, is secret key); keys repeat in records
         self._text_cache: dict = {}  # short values that repeat (currencies, asset classes...)
         self.add_keys(BUILTIN_KEYS)
@@ -188,6 +253,9 @@ class Redactor:
                 self._patterns.append(compiled)
                 self._literals.append(
                     _PREFILTER.get(compiled.pattern) if compiled.flags & re.UNICODE else None
+                )
+                self._sketches.append(
+                    _SKETCHES.get(compiled.pattern) if compiled.flags == re.UNICODE else None
                 )
                 self._quick = None
 
@@ -242,34 +310,47 @@ class Redactor:
 
     def harvest(self, obj) -> None:
         """Remember every value found under a secret key anywhere in ``obj``."""
-        self._harvest(obj, False, 0)
+        # Level by level: each distinct key is checked once per answer (a 5,000 position
+        # answer has 180,000 values under a few dozen keys), and outside the subtrees of
+        # secret keys only containers matter; they are picked out of each level's values
+        # at C speed, by type.
+        seen: dict = {}  # key -> is a secret key
+        level = [obj] if isinstance(obj, _CONTAINERS) else []
+        depth = 0
+        while level and depth <= 200:
+            dicts = [x for x in level if isinstance(x, dict)]
+            values = list(chain.from_iterable(x for x in level if not isinstance(x, dict)))
+            if dicts:
+                keys = set().union(*dicts)
+                for key in keys - seen.keys():
+                    seen[key] = self.is_secret_key(key)
+                secret = {key for key in keys if seen[key]}
+                for d in dicts:
+                    if not secret or secret.isdisjoint(d):
+                        values.extend(d.values())
+                        continue
+                    for key, value in d.items():
+                        if seen[key]:
+                            self._harvest_all(value, depth + 1)
+                        else:
+                            values.append(value)
+            types = list(map(type, values))
+            found = {t for t in set(types) if issubclass(t, _CONTAINERS)}
+            level = list(compress(values, map(found.__contains__, types)))
+            depth += 1
 
-    def _harvest(self, obj, secret: bool, depth: int, seen_keys: dict | None = None) -> None:
-        # Leaves are decided inline and each key is checked once per answer: a 5,000
-        # position answer has 150,000 values under a few dozen distinct keys.
+    def _harvest_all(self, obj, depth: int) -> None:
+        """Remember every value in ``obj`` (found under a secret key)."""
+        if isinstance(obj, dict):
+            obj = obj.values()
+        elif not isinstance(obj, _CONTAINERS):
+            if obj is not None and not isinstance(obj, bool):
+                self.add_secret(obj)
+            return
         if depth > 200:
             return
-        if seen_keys is None:
-            seen_keys = {}
-        containers = (dict, list, tuple, set, frozenset)
-        if isinstance(obj, dict):
-            for key, value in obj.items():
-                flag = seen_keys.get(key) if isinstance(key, str) else False
-                if flag is None:
-                    flag = seen_keys[key] = self.is_secret_key(key)
-                inner = secret or flag
-                if isinstance(value, containers):
-                    self._harvest(value, inner, depth + 1, seen_keys)
-                elif inner and value is not None and not isinstance(value, bool):
-                    self.add_secret(value)
-        elif isinstance(obj, list | tuple | set | frozenset):
-            for value in obj:
-                if isinstance(value, containers):
-                    self._harvest(value, secret, depth + 1, seen_keys)
-                elif secret and value is not None and not isinstance(value, bool):
-                    self.add_secret(value)
-        elif secret and obj is not None and not isinstance(obj, bool):
-            self.add_secret(obj)
+        for value in obj:
+            self._harvest_all(value, depth + 1)
 
     def harvest_text(self, s: str) -> None:
         """Remember the secret parts of pattern matches in ``s`` (e.g. header values)."""
@@ -291,6 +372,7 @@ class Redactor:
             self._prefixes = ()
             self._patterns = []
             self._literals = []
+            self._sketches = []
             self._pattern_sources = set()
             self._secrets = set()
             self._secret_lower = frozenset()
@@ -339,26 +421,54 @@ class Redactor:
         return rx.sub("~", s) if rx is not None else s
 
     def _quick_check(self):
-        """Substrings (lower case) and literal-less patterns that find anything
-        :meth:`text` could change in an ASCII string: a known secret, a pattern's
-        literal, the home directory. Most values contain none and skip the full pass."""
+        """What finds anything :meth:`text` could change in an ASCII string: lower-case
+        needles (a known secret, a pattern's literal, the home directory) grouped by their
+        rarest character, and the patterns without literals, each with its sketch (see
+        ``_SKETCHES``). Most values contain none and skip the full pass."""
         home_key = os.environ.get("HOME")
         quick = self._quick
         if quick is None or quick[0] != home_key:
             with self._lock:
                 needles = {v.lower() for v in self._secrets}
                 plain = []
-                for pattern, literals in zip(self._patterns, self._literals, strict=False):
+                for pattern, literals, sketch in zip(
+                    self._patterns, self._literals, self._sketches, strict=False
+                ):
                     if literals is None:
-                        plain.append(pattern)
+                        plain.append((pattern, sketch))
                     else:
                         needles |= {lit.lower() for lit in literals}
                 homes = {os.path.expanduser("~"), home_key or ""} - {"", "/", "~"}
                 needles |= {h.rstrip("/").lower() for h in homes if h.rstrip("/")}
-                quick = self._quick = (home_key, tuple(sorted(needles)), tuple(plain))
+                groups: dict[str, list[str]] = {}
+                for needle in sorted(needles):
+                    groups.setdefault(min(needle, key=_rarity), []).append(needle)
+                numeric = frozenset(v for v in self._secret_lower if not v.strip(_NUMBER_CHARS))
+                quick = self._quick = (
+                    home_key,
+                    tuple((c, tuple(ns)) for c, ns in sorted(groups.items())),
+                    tuple(plain),
+                    numeric,
+                )
                 self._key_cache = {}
                 self._text_cache = {}
         return quick
+
+    @staticmethod
+    def _may_change(s: str, quick) -> bool:
+        """False only if :meth:`text` returns the ASCII string ``s`` unchanged."""
+        low = s.lower()
+        for char, needles in quick[1]:
+            if char in low:
+                for needle in needles:
+                    if needle in low:
+                        return True
+        for pattern, sketch in quick[2]:
+            if sketch is not None and len(s) >= _SKETCH_MIN_LEN and _sketch_lacks(s, sketch):
+                continue
+            if pattern.search(s):
+                return True
+        return False
 
     def text(self, s) -> str:
         """``s`` with secret values, pattern matches and the home directory removed."""
@@ -367,12 +477,11 @@ class Redactor:
         if not s:
             return s
         if s.isascii():
-            _, needles, plain = self._quick_check()
+            quick = self._quick_check()
             cache = self._text_cache
             if s in cache:
                 return s  # seen before, clean, and nothing learnt since (the cache resets)
-            low = s.lower()
-            if not any(n in low for n in needles) and not any(p.search(s) for p in plain):
+            if not self._may_change(s, quick):
                 if len(s) <= 64 and len(cache) < 20000:
                     cache[s] = None
                 return s
@@ -401,9 +510,13 @@ class Redactor:
                     pos = end
                 out.append(s[pos:])
                 s = "".join(out)
-        low = s.lower() if s.isascii() else None
-        for pattern, literals in zip(self._patterns, self._literals, strict=False):
-            if literals is not None and low is not None and not any(lit in low for lit in literals):
+        low = _literal_text(s)
+        for pattern, literals, sketch in zip(
+            self._patterns, self._literals, self._sketches, strict=False
+        ):
+            if literals is not None and not any(lit in low for lit in literals):
+                continue
+            if sketch is not None and len(s) >= _SKETCH_MIN_LEN and _sketch_lacks(s, sketch):
                 continue
             if "secret" in pattern.groupindex:
                 s = pattern.sub(_replace_secret_group, s)
@@ -420,7 +533,60 @@ class Redactor:
 
     def data(self, obj):
         """A deep copy of ``obj`` with secret-keyed values replaced and strings scrubbed."""
+        copy = self._clean_records(obj)
+        if copy is not None:
+            return copy
         return self._data(obj, 0)
+
+    def _clean_records(self, obj) -> list | None:
+        """The copy :meth:`data` makes of a list of flat records (dicts of strings,
+        numbers, booleans and None) when it can prove nothing in them would change; None
+        when it cannot (then the walk decides, value by value).
+
+        The proof looks at each distinct key and value once, and at all strings together:
+        a needle (see :meth:`_quick_check`) that occurs in one string occurs in the
+        strings joined, and so does a sketch marker; only patterns without a sketch run
+        string by string."""
+        if type(obj) is not list or not obj or set(map(type, obj)) != {dict}:
+            return None
+        quick = self._quick_check()  # refreshes the key cache when secrets or home changed
+        cache = self._key_cache
+        for key in set().union(*obj):
+            known = cache.get(key) if type(key) is str else None
+            if known is None:
+                if type(key) is not str:
+                    return None
+                known = (self.text(key), self.is_secret_key(key))
+                if len(cache) < 4096:
+                    cache[key] = known
+            if known[1] or known[0] != key:
+                return None
+        values = list(chain.from_iterable(map(dict.values, obj)))
+        types = list(map(type, values))
+        if not set(types) <= _FLAT:
+            return None
+        for secret in quick[3]:  # secrets that str() of a number prints
+            # ``in`` compares by value (5 == 5.0 == True): a match may be a false alarm,
+            # which only sends the records to the walk.
+            if any(number in values for number in _printed_as(secret)):
+                return None
+        strings = list(set(compress(values, map(partial(operator.is_, str), types))))
+        joined = "\x00".join(strings)
+        if not joined.isascii():
+            ascii_only = [v for v in strings if v.isascii()]
+            if any(self.text(v) != v for v in strings if not v.isascii()):
+                return None
+            strings, joined = ascii_only, "\x00".join(ascii_only)
+        low = joined.lower()
+        for char, needles in quick[1]:
+            if char in low and any(needle in low for needle in needles):
+                return None
+        for pattern, sketch in quick[2]:
+            if sketch is not None and _sketch_lacks(joined, sketch):
+                continue
+            if any(map(pattern.search, strings)):
+                return None
+        return list(map(dict, obj))
 
     def safe_data(self, obj):
         try:
