@@ -44,6 +44,15 @@ _STRING = re.compile(rb'"[^"]*"')
 _NOT_SKELETON = bytes(b for b in range(256) if b not in b'[]{}"')
 _PAIRS = re.compile(rb"\[\]|\{\}")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# A float overflows to infinity only with an exponent (always right after a digit in
+# JSON) or with more than 308 integer digits. ``_NUMBER_SKETCH`` keeps digits (as ``0``)
+# and ``e``/``E`` (as ``e``) and blanks everything else, so a body whose sketch has no
+# ``0e`` and no run of 309 ``0`` cannot overflow, and is parsed without calling
+# ``_float`` for each of its numbers.
+_NUMBER_SKETCH = bytes(
+    ord("0") if b in b"0123456789" else ord("e") if b in b"eE" else ord(" ") for b in range(256)
+)
+_LONG_DIGITS = b"0" * 309
 
 
 class MalformedJSON(ValueError):
@@ -149,9 +158,11 @@ def _parse(data, max_depth: int):
     if _too_deep(data, max_depth):
         return TOO_DEEP, None, None
     reason = position = None
+    sketch = data.translate(_NUMBER_SKETCH)
+    parse_float = _float if b"0e" in sketch or _LONG_DIGITS in sketch else None
     try:
         result = json.loads(
-            text, parse_constant=_constant, parse_float=_float, object_pairs_hook=_pairs
+            text, parse_constant=_constant, parse_float=parse_float, object_pairs_hook=_pairs
         )
     except _Reject as exc:
         reason = exc.reason

@@ -37,6 +37,10 @@ BAD = [
     (b"1e400", js.NON_FINITE),
     (b"[-1e400]", js.NON_FINITE),
     (b'{"price": 1.5e999}', js.NON_FINITE),
+    (b'{"price": 2E+308}', js.NON_FINITE),
+    (b'["1e999", 1.0e309]', js.NON_FINITE),
+    (b"1" + b"0" * 400 + b".5", js.NON_FINITE),  # no exponent, 401 integer digits
+    (b'{"a": "x", "b": [-9' + b"9" * 320 + b".0]}", js.NON_FINITE),
     (b'{"a": 1, "a": 2}', js.DUPLICATE),
     (b'{"a": {"b": 1, "b": 1}}', js.DUPLICATE),
     (b'[{"x": 1}, {"y": 1, "y": 2}]', js.DUPLICATE),
@@ -96,6 +100,8 @@ GOOD = [
     (b'{"s": "\\\\\\"[["}', {"s": '\\"[['}),
     (b'{"a": "<html>"}', {"a": "<html>"}),
     (b"1e308", 1e308),
+    (b"9" * 308 + b".5", float("9" * 308 + ".5")),  # the longest that does not overflow
+    (b'["1e999", "0e5", 1.5]', ["1e999", "0e5", 1.5]),  # exponents inside strings only
     (b"[" + b"1" * 4000 + b"]", [int("1" * 4000)]),
 ]
 
