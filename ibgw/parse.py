@@ -16,10 +16,16 @@ _SUFFIX = {"K": 1e3, "M": 1e6, "B": 1e9}
 
 def number(value) -> float | None:
     """A float from a gateway value, or ``None`` when absent or not a number."""
+    if value.__class__ is float:  # the common case first
+        return value if value - value == 0.0 else None  # inf - inf and nan - nan are nan
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) else None
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond the float range
+            return None
+        return value if math.isfinite(value) else None
     if not isinstance(value, str):
         return None
     text = value.strip().replace(",", "")

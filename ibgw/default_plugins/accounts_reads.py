@@ -155,23 +155,29 @@ def fetch_ledger(ctx, account=None):
 
 
 def position_row(p: dict) -> dict:
-    strike = number(p.get("strike"))
+    # Runs once per position (5,000 for a large account): one bound ``get``, no helper
+    # beyond the parsing ones.
+    get = p.get
+    strike = number(get("strike"))
+    description = get("contractDesc")
+    if not (description and isinstance(description, str)):
+        description = _s(get("fullName"))
     return {
-        "account": _s(p.get("acctId")),
-        "conid": integer(p.get("conid")),
-        "description": _s(p.get("contractDesc")) or _s(p.get("fullName")),
-        "ticker": _s(p.get("ticker")),
-        "asset_class": _s(p.get("assetClass")),
-        "position": number(p.get("position")),
-        "mkt_price": number(p.get("mktPrice")),
-        "mkt_value": number(p.get("mktValue")),
-        "currency": _s(p.get("currency")),
-        "avg_cost": number(p.get("avgCost")),
-        "unrealized_pnl": number(p.get("unrealizedPnl")),
-        "realized_pnl": number(p.get("realizedPnl")),
-        "expiry": _s(p.get("expiry")),
+        "account": _s(get("acctId")),
+        "conid": integer(get("conid")),
+        "description": description,
+        "ticker": _s(get("ticker")),
+        "asset_class": _s(get("assetClass")),
+        "position": number(get("position")),
+        "mkt_price": number(get("mktPrice")),
+        "mkt_value": number(get("mktValue")),
+        "currency": _s(get("currency")),
+        "avg_cost": number(get("avgCost")),
+        "unrealized_pnl": number(get("unrealizedPnl")),
+        "realized_pnl": number(get("realizedPnl")),
+        "expiry": _s(get("expiry")),
         "strike": strike if strike else None,
-        "right": _s(p.get("putOrCall")),
+        "right": _s(get("putOrCall")),
     }
 
 
