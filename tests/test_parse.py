@@ -1,4 +1,4 @@
-"""Parsing the gateway's loosely typed values, and the position rows built with them."""
+"""Parsing the gateway's loosely typed values, and the positions schema built on it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from ibgw.default_plugins.accounts_reads import PositionSchema, position_row
+from ibgw.default_plugins.accounts_reads import POSITION_KEYS, PositionSchema
 from ibgw.parse import integer, number
 
 
@@ -70,8 +70,13 @@ AAPL = {
 }
 
 
-def test_position_row_maps_and_types_every_field():
-    assert PositionSchema(many=True).dump([position_row(AAPL)]) == [
+def position_row(p: dict) -> dict:
+    return PositionSchema().dump(p)
+
+
+def test_positions_schema_maps_and_types_every_field():
+    raw = {**AAPL, "avgPrice": 274.02, "undConid": 0, "name": "APPLE INC", "isUS": True}
+    assert PositionSchema(many=True).dump([raw]) == [
         {
             "account": "DU1234567",
             "conid": 265598,
@@ -96,6 +101,15 @@ def test_position_row_maps_and_types_every_field():
 def test_position_description_falls_back_to_the_full_name(desc):
     assert position_row({**AAPL, "contractDesc": desc})["description"] == "APPLE INC"
     assert position_row({**AAPL, "contractDesc": desc, "fullName": ""})["description"] is None
+
+
+def test_positions_keep_only_what_the_schema_reads():
+    assert set(POSITION_KEYS) == set(AAPL)
+    assert position_row({k: AAPL[k] for k in POSITION_KEYS}) == position_row(AAPL)
+
+
+def test_missing_gateway_fields_are_none():
+    assert position_row({}) == dict.fromkeys(position_row(AAPL))
 
 
 def test_position_row_of_wrong_types_gives_nones_not_errors():
