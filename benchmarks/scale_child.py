@@ -29,16 +29,20 @@ PARTS = [
         "harvest",
     ),
     (
-        "&nbsp;&nbsp;row mapping (position_row)",
-        "ibgw/default_plugins/accounts_reads.py",
-        "position_row",
+        "&nbsp;&nbsp;schema shaping: mapping and typing (marshmallow dump)",
+        "ibgw/runner.py",
+        "_shape",
     ),
-    ("&nbsp;&nbsp;schema shaping (marshmallow dump)", "ibgw/runner.py", "_shape"),
     ("&nbsp;&nbsp;redaction of the records (redact.data)", "ibgw/redact.py", "data"),
     ("&nbsp;&nbsp;audit records", "ibgw/audit.py", "intent|outcome"),
     ("rendering (ibgw.output.render)", "ibgw/output.py", "render"),
+    (
+        "&nbsp;&nbsp;table layout (plain cells; tabulate otherwise)",
+        "ibgw/output.py",
+        "_plain_table",
+    ),
     ("&nbsp;&nbsp;tabulate", "tabulate/__init__.py", "tabulate"),
-    ("&nbsp;&nbsp;json.dumps", "json/__init__.py", "dumps"),
+    ("&nbsp;&nbsp;JSON encoding", "ibgw/output.py", "_json"),
     ("output redaction and write (ibgw.output.emit)", "ibgw/output.py", "emit"),
 ]
 
