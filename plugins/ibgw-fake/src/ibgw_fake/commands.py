@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import errno
-import signal
 import sys
-import threading
 
 import click
 
@@ -29,6 +27,9 @@ def _app_state() -> tuple[object, dict]:
 
 def _wait_for_signal() -> None:
     """Block until Ctrl-C or SIGTERM."""
+    import signal  # here, not at the top: every 'ibgw' start imports this module
+    import threading
+
     done = threading.Event()
     previous = None
     if threading.current_thread() is threading.main_thread():
