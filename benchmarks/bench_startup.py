@@ -169,6 +169,9 @@ def run(log) -> dict:
                 peer["cli"],
                 "--help",
             ],
+            # The floor set by the CLI framework the project chose: the interpreter of
+            # this venv importing click and nothing else.
+            'python -c "import click" (project .venv)': [py, "-c", "import click"],
         }
         labels = list(commands)
         samples: dict[str, list[float]] = {k: [] for k in labels}
@@ -194,8 +197,12 @@ def run(log) -> dict:
         imports = _importtime(env, py)
 
     s = {k: summary(v) for k, v in samples.items()}
-    py_l, help_l, fx_l, peer_py_l, peer_l = labels
+    py_l, help_l, fx_l, peer_py_l, peer_l, click_l = labels
     ratios = {
+        'ibgw --help ÷ python -c "import click"': (
+            ratio(s[help_l], s[click_l]),
+            paired_ratios(samples[help_l], samples[click_l]),
+        ),
         "ibgw --help ÷ python -c pass": (
             ratio(s[help_l], s[py_l]),
             paired_ratios(samples[help_l], samples[py_l]),
@@ -218,6 +225,7 @@ def run(log) -> dict:
         "summaries": s,
         "ratios": {k: {"ratio": v[0], "paired": v[1]} for k, v in ratios.items()},
         "overhead_over_python_s": s[help_l]["median"] - s[py_l]["median"],
+        "overhead_over_click_s": s[help_l]["median"] - s[click_l]["median"],
         "hyperfine": hf,
         "profile": profile,
         "importtime": imports,
@@ -270,7 +278,12 @@ def report(r: dict) -> str:
     out.append("")
     out.append(
         f"ibgw's own start-up cost over the bare interpreter: **{fmt_time(r['overhead_over_python_s'])}** "
-        "(median difference)."
+        "(median difference)"
+        + (
+            f"; over the same interpreter importing click alone: **{fmt_time(r['overhead_over_click_s'])}**."
+            if "overhead_over_click_s" in r
+            else "."
+        )
     )
     hf = r.get("hyperfine")
     if hf and "results" in hf:
@@ -333,8 +346,26 @@ def _limits(r: dict) -> str:
         v for k, v in selected.items() if k in ("import click", "import importlib.metadata")
     )
     listed = "; ".join(f"{k.strip()} {fmt_time(v)}" for k, v in selected.items() if v >= 0.0005)
+    click_floor = ""
+    if len(r["labels"]) > 5:
+        click_med = r["summaries"][r["labels"][5]]["median"]
+        click_floor = (
+            f'In the same interleaved rounds, `python -c "import click"` in this '
+            f"venv takes {fmt_time(click_med)}"
+            + (
+                f", more than the {fmt_time(TARGET_HELP_S)} target by itself"
+                if click_med > TARGET_HELP_S
+                else ""
+            )
+            + f"; `ibgw --help` adds {fmt_time(help_med - click_med)} to it (pluggy, the plugin "
+            "modules and their declarations, building the top-level group, formatting the help). "
+            "click, the CLI framework the project chose, imports inspect, typing, enum, uuid "
+            "(and platform), datetime and gettext at import time. "
+        )
     return (
-        f"**What limits it.** `ibgw --help` takes {fmt_time(help_med)}, of which the bare interpreter "
+        "**What limits it.** "
+        + click_floor
+        + f"`ibgw --help` takes {fmt_time(help_med)}, of which the bare interpreter "
         f"of this venv takes {fmt_time(py)} (`python -c pass`: more than in the peer's venv, "
         f"{fmt_time(r['summaries'][r['labels'][3]]['median'])}, because the core's editable "
         "install is a setuptools finder (`ibgw.fixtures` maps to the top-level `fixtures/`) that "
