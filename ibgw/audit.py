@@ -731,11 +731,18 @@ class JsonlSink:
         import fcntl
 
         for _ in range(10):
-            lock_fd = handles.file(LOCK_NAME, os.O_RDWR | os.O_CREAT, "audit lock file")
+            held = handles.files.get(LOCK_NAME)
+            if held is not None:
+                lock_fd = held[0]  # checked below, once it is locked
+            else:
+                lock_fd = handles.file(LOCK_NAME, os.O_RDWR | os.O_CREAT, "audit lock file")
             _flock(lock_fd, fcntl.LOCK_EX)
+            if not handles._current(LOCK_NAME):
+                # Not (or no longer) the lock file at that name: another process would
+                # not see our lock. Closing releases it; lock the file there now.
+                handles.forget(LOCK_NAME)
+                continue
             try:
-                if not handles._current(LOCK_NAME):
-                    continue  # the lock file was replaced while we waited: lock the new one
                 if handles.key is None:
                     handles.key = _load_key(handles.dir_fd, create=True, locked=True)
                     assert handles.key is not None

@@ -224,11 +224,17 @@ class SessionGuard:
         self.path = os.path.join(state_dir, "session-guard.json")
 
     def blocked(self) -> str | None:
+        # Asked before every broker-backed call: a plain descriptor read, no file object.
         try:
-            with open(self.path, encoding="utf-8") as fh:
-                data = json.load(fh)
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return None
+        try:
+            data = json.loads(os.read(fd, 1 << 16))
         except (OSError, ValueError):
             return None
+        finally:
+            os.close(fd)
         return data.get("reason") if isinstance(data, dict) else None
 
     def block(self, reason: str) -> None:
