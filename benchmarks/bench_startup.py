@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import shlex
 import shutil
 import subprocess
 import sys
@@ -132,7 +133,7 @@ def _hyperfine(commands: dict[str, list[str]], env) -> dict | None:
             str(out),
         ]
         for cmd in commands.values():
-            argv.append(" ".join(cmd))
+            argv.append(shlex.join(cmd))  # -N splits it back the way a shell would
         proc = subprocess.run(
             argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
@@ -375,10 +376,18 @@ def _limits(r: dict) -> str:
         "and it cannot import `ibgw.fixtures` when the checkout comes first on sys.path, as "
         "under `python -m pytest`). "
         "The rest is importing and building the command tree; in the profile above (cProfile "
-        f"overhead included, nested parts counted in the parts above them): {listed}. The "
-        "interpreter plus importing click"
-        + (" and importlib.metadata" if selected.get("import importlib.metadata", 0) > 0 else "")
-        + f" alone come to about {fmt_time(base)} here, against the {fmt_time(TARGET_HELP_S)} target; "
-        "the rest of the time is spread over loading the plugins (their modules and the "
-        "declarations they import) and building the click commands."
+        f"overhead included, nested parts counted in the parts above them): {listed}."
+        + (
+            ""
+            if click_floor
+            else " The interpreter plus importing click"
+            + (
+                " and importlib.metadata"
+                if selected.get("import importlib.metadata", 0) > 0
+                else ""
+            )
+            + f" alone come to about {fmt_time(base)} here, against the {fmt_time(TARGET_HELP_S)} "
+            "target; the rest of the time is spread over loading the plugins (their modules and "
+            "the declarations they import) and building the click commands."
+        )
     )
