@@ -6,8 +6,10 @@ client, in its own venv, driven one call at a time by this process).
 The fake gateway runs in this process on loopback with pacing off and no added
 latency, so what is measured is the client's own cost. Each round runs, in a
 shuffled order: the ibgw read, the bare GET, one ibind-and-bare pair in the peer
-process, and a diagnostic ibgw read with ``os.fsync``/``os.fdatasync`` stubbed out
-(to show what the audit log's durability costs; never how ibgw runs). Rounds are
+process, a diagnostic ibgw read with ``os.fsync``/``os.fdatasync`` stubbed out
+(to show what the audit log's durability costs; never how ibgw runs), and a diagnostic
+``LiveTransport.send`` of the same request alone (ibgw's HTTP path without its
+bookkeeping). Rounds are
 spaced ``SPACING`` apart so ibgw's own pacer (IBKR's 10 requests/s, kept with a 3 %
 margin) never has to wait: a wait is counted and reported if one happens anyway.
 A cProfile of separate ibgw reads gives the breakdown.
@@ -49,6 +51,7 @@ WARMUP = 10
 PROFILE_CALLS = 60
 SPACING = 0.115  # s between rounds: above 1.03 s / 10 so the pacer never waits
 TARGET_FACTOR = 1.5
+TRANSPORT = "ibgw's transport alone"
 QUERY = {"source": "USD", "target": "EUR"}
 
 # cumulative time per read of these functions (file suffix, function name)
@@ -144,6 +147,21 @@ def run(log) -> dict:
             with _Stub():
                 return ibgw_call()
 
+        from ibgw.transport import Request
+
+        transport = app.transport
+        query = tuple(QUERY.items())
+
+        def transport_call() -> float:
+            t = time.perf_counter()
+            response = transport.send(
+                Request("GET", "/iserver/exchangerate", query, None, time.monotonic() + 10)
+            )
+            elapsed = time.perf_counter() - t
+            if response.status != 200:
+                raise RuntimeError(f"transport: HTTP {response.status}")
+            return elapsed
+
         def bare_call() -> float:
             t = time.perf_counter()
             r = session.get(url, params=QUERY, timeout=10)
@@ -175,6 +193,7 @@ def run(log) -> dict:
                 "ibind": [],
                 "bare (peer venv)": [],
                 "ibgw, fsync stubbed": [],
+                TRANSPORT: [],
             }
             calls = {
                 "ibgw": lambda: samples["ibgw"].append(ibgw_call()),
@@ -186,6 +205,7 @@ def run(log) -> dict:
                     )
                 )(peer_round()),
                 "nosync": lambda: samples["ibgw, fsync stubbed"].append(ibgw_nosync_call()),
+                "transport": lambda: samples[TRANSPORT].append(transport_call()),
             }
             log(
                 f"  warm-up {WARMUP} rounds, then {ROUNDS} interleaved rounds {2 * SPACING * 1000:.0f} ms apart"
@@ -253,6 +273,10 @@ def run(log) -> dict:
             "ibgw with fsync stubbed ÷ bare requests (diagnostic)": {
                 "ratio": ratio(s["ibgw, fsync stubbed"], s["bare"]),
                 "paired": paired_ratios(samples["ibgw, fsync stubbed"], samples["bare"]),
+            },
+            "ibgw's transport alone ÷ bare requests (diagnostic)": {
+                "ratio": ratio(s[TRANSPORT], s["bare"]),
+                "paired": paired_ratios(samples[TRANSPORT], samples["bare"]),
             },
         },
         "overhead_s": s["ibgw"]["median"] - s["bare"]["median"],
@@ -341,7 +365,16 @@ def _limits(r: dict) -> str:
         f"(the fsync/fdatasync calls: {fmt_time(parts['of which os.fsync / fdatasync'])}, a cost set "
         "by the disk, not by ibgw). "
         f"Stubbing the sync out (diagnostic series) brings ibgw to {fmt_time(s['ibgw, fsync stubbed']['median'])}, "
-        f"{fmt_ratio(nosync)} the bare GET. The cross-process pacer's slot takes "
+        f"{fmt_ratio(nosync)} the bare GET"
+        + (
+            f"; ibgw's transport alone (diagnostic series: the policy re-check, the hardened "
+            f"send and the bounded body read, no audit, pacer or schema) takes "
+            f"{fmt_time(s[TRANSPORT]['median'])}, "
+            f"{fmt_ratio(r['ratios'][TRANSPORT + ' ÷ bare requests (diagnostic)']['ratio'])} the bare GET"
+            if TRANSPORT in s
+            else ""
+        )
+        + ". The cross-process pacer's slot takes "
         f"{fmt_time(parts['pacer slot (flock + state file)'])} (flock on `pacing.json`, read it and "
         "rewrite it in place); the hardened transport's exchange "
         f"{fmt_time(parts['HTTP exchange (LiveTransport.send)'])} (the server's own work included, "
