@@ -563,9 +563,9 @@ class _Handles:
 
     def __init__(self, directory: str):
         self.pid = os.getpid()
-        self.dir_fd: int | None = None
-        self.dir_fd = _open_dir(directory, create=True)
-        assert self.dir_fd is not None
+        dir_fd = _open_dir(directory, create=True)
+        assert dir_fd is not None
+        self.dir_fd: int | None = dir_fd
         self.dir_id = _identity(os.fstat(self.dir_fd))
         self.files: dict[str, tuple[int, tuple[int, int]]] = {}
         self.key: bytes | None = None
@@ -645,6 +645,8 @@ def _flush_pending(handles: _Handles, filename: str) -> None:
     _flock(lock[0], fcntl.LOCK_EX)
     try:
         _datasync(fd)
+        if not handles._current(LOCK_NAME) or not handles._current(filename):
+            return  # synced; the files changed under us, so the checkpoint is not ours
         anchor_seq, anchor_hash, _, _ = JsonlSink._anchor(fd, os.fstat(fd).st_size)
         cp = handles.files.get(CHECKPOINT_NAME)
         if (anchor_seq, anchor_hash) != (seq, digest) or cp is None:
