@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from dataclasses import dataclass, field
 from types import FunctionType, MethodType, ModuleType
 
 import pluggy
@@ -29,37 +30,16 @@ DEFAULT_PLUGINS = (
 )
 
 
+@dataclass
 class PluginInfo:
-    """What ``ibgw plugins`` reports about one plugin. (A plain class: a dataclass
-    costs ~1 ms to create at every start-up.)"""
+    """What ``ibgw plugins`` reports about one plugin."""
 
-    __slots__ = ("name", "distribution", "version", "hooks", "error", "builtin")
-
-    def __init__(
-        self,
-        name: str,
-        distribution: str | None = None,
-        version: str | None = None,
-        hooks: list[str] | None = None,
-        error: str | None = None,
-        builtin: bool = False,
-    ):
-        self.name = name
-        self.distribution = distribution
-        self.version = version
-        self.hooks = hooks if hooks is not None else []
-        self.error = error
-        self.builtin = builtin
-
-    def __repr__(self) -> str:
-        return f"PluginInfo({self.as_dict()!r})"
-
-    def __eq__(self, other):
-        if not isinstance(other, PluginInfo):
-            return NotImplemented
-        return self.as_dict() == other.as_dict()
-
-    __hash__ = None
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    hooks: list[str] = field(default_factory=list)
+    error: str | None = None
+    builtin: bool = False
 
     def as_dict(self) -> dict:
         return {
@@ -144,19 +124,14 @@ def _norm(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 
 
+@dataclass
 class EntryPoint:
     """An ``ibgw`` entry point: ``name = module[:attr]`` of a distribution."""
 
-    __slots__ = ("name", "value", "distribution", "version")
-
-    def __init__(self, name: str, value: str, distribution: str, version: str | None):
-        self.name = name
-        self.value = value
-        self.distribution = distribution
-        self.version = version
-
-    def __repr__(self) -> str:
-        return f"EntryPoint({self.name!r}, {self.value!r}, {self.distribution!r}, {self.version!r})"
+    name: str
+    value: str
+    distribution: str
+    version: str | None
 
     def load(self):
         module, _, attr = self.value.partition(":")
