@@ -3,6 +3,13 @@
 This module imports nothing heavy: plugin entry modules import it at top level and
 ``ibgw --help`` must stay fast. A ``Read`` names its fetch function and schema as
 ``"module:attribute"`` strings so they are imported only when the read runs.
+
+The declarations are dataclasses (``dataclasses.fields``, ``replace`` and ``asdict``
+work) whose methods are written out here instead of generated: ``@dataclass``
+compiles ``__init__``, ``__repr__``, ``__eq__``, ``__hash__`` and the frozen
+``__setattr__`` at every start-up, which cost ``ibgw --help`` more than the rest of
+ibgw's own imports. They behave as frozen dataclasses: value equality and hashing,
+a field-by-field repr, ``dataclasses.FrozenInstanceError`` on assignment.
 """
 
 from __future__ import annotations
@@ -68,8 +75,51 @@ def resolve(ref: str | Callable | type | None):
     return obj
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class _Value:
+    """What ``@dataclass(frozen=True)`` would generate, for the declarations below.
+
+    Each is decorated with ``@dataclass(init=False, repr=False, eq=False)`` (fields
+    only; ``__match_args__`` lists them in order) and sets its fields in its own
+    ``__init__`` with :meth:`_set`."""
+
+    _frozen = True
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__match_args__)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__match_args__)
+        return f"{type(self).__qualname__}({fields})"
+
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return self._values() == other._values()
+        return NotImplemented
+
+    def __hash__(self):
+        return hash(self._values())
+
+    def __setattr__(self, name, value):
+        if self._frozen:
+            from dataclasses import FrozenInstanceError
+
+            raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        if self._frozen:
+            from dataclasses import FrozenInstanceError
+
+            raise FrozenInstanceError(f"cannot delete field {name!r}")
+        object.__delattr__(self, name)
+
+    def _set(self, **values) -> None:
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+
+@dataclass(init=False, repr=False, eq=False)
+class Endpoint(_Value):
     """One gateway endpoint a read may call.
 
     ``path`` is a template relative to ``/v1/api`` such as ``/portfolio/{accountId}/ledger``.
@@ -87,8 +137,29 @@ class Endpoint:
     evidence: str = ""
     body: bool = False  # True when parameters travel as a JSON body (POST reads)
 
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        pacing: str = "global",
+        provenance: str = "documented",
+        evidence: str = "",
+        body: bool = False,  # True when parameters travel as a JSON body (POST reads)
+    ):
+        self._set(
+            method=method,
+            path=path,
+            params={} if params is None else params,
+            pacing=pacing,
+            provenance=provenance,
+            evidence=evidence,
+            body=body,
+        )
+        self.__post_init__()
+
     def __post_init__(self):
-        object.__setattr__(self, "method", self.method.upper())
+        self._set(method=self.method.upper())
         if self.method not in ("GET", "POST"):
             raise ValueError(f"endpoint {self.path}: method must be GET or POST")
         if not self.path.startswith("/") or "//" in self.path or ".." in self.path:
@@ -115,8 +186,8 @@ class Endpoint:
         return f"{self.method} {self.path}"
 
 
-@dataclass(frozen=True)
-class Param:
+@dataclass(init=False, repr=False, eq=False)
+class Param(_Value):
     """A read parameter: becomes a CLI argument or option and an MCP input property.
 
     ``argument=True`` makes it positional on the CLI. ``type`` is one of
@@ -138,6 +209,37 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
 
+    def __init__(
+        self,
+        name: str,
+        help: str,
+        type: str = "str",
+        required: bool = False,
+        argument: bool = False,
+        default: Any = None,
+        choices: Sequence[str] | None = None,
+        multiple: bool = False,
+        pattern: str | None = None,
+        metavar: str | None = None,
+        minimum: float | None = None,
+        maximum: float | None = None,
+    ):
+        self._set(
+            name=name,
+            help=help,
+            type=type,
+            required=required,
+            argument=argument,
+            default=default,
+            choices=choices,
+            multiple=multiple,
+            pattern=pattern,
+            metavar=metavar,
+            minimum=minimum,
+            maximum=maximum,
+        )
+        self.__post_init__()
+
     def __post_init__(self):
         if self.type not in PARAM_TYPES:
             raise ValueError(f"param {self.name}: type must be one of {PARAM_TYPES}")
@@ -149,8 +251,8 @@ class Param:
         return "--" + self.name.replace("_", "-")
 
 
-@dataclass(frozen=True)
-class Read:
+@dataclass(init=False, repr=False, eq=False)
+class Read(_Value):
     """A read: the unit that becomes one CLI command and one MCP tool.
 
     ``fetch`` is ``"module:function"`` (or a callable) called as
@@ -179,6 +281,39 @@ class Read:
     single: bool = False  # one record, rendered as key/value pairs and a JSON object
     probe: Mapping[str, Any] | None = None  # parameters 'ibgw probe' tries this read with
 
+    def __init__(
+        self,
+        category: str,
+        name: str,
+        summary: str,
+        fetch: str | Callable,
+        params: Sequence[Param] = (),
+        endpoints: Sequence[Endpoint] = (),
+        schema: str | type | None = None,
+        columns: Sequence[str] = (),
+        default: bool = False,
+        description: str = "",
+        session: bool = True,
+        single: bool = False,  # one record, rendered as key/value pairs and a JSON object
+        probe: Mapping[str, Any] | None = None,  # parameters 'ibgw probe' tries this read with
+    ):
+        self._set(
+            category=category,
+            name=name,
+            summary=summary,
+            fetch=fetch,
+            params=params,
+            endpoints=endpoints,
+            schema=schema,
+            columns=columns,
+            default=default,
+            description=description,
+            session=session,
+            single=single,
+            probe=probe,
+        )
+        self.__post_init__()
+
     def __post_init__(self):
         for value, what in ((self.category, "category"), (self.name, "name")):
             if not re.fullmatch(r"[a-z][a-z0-9-]*", value):
@@ -200,8 +335,8 @@ class Read:
         return self.summary + ("\n\n" + self.description if self.description else "")
 
 
-@dataclass
-class Result:
+@dataclass(init=False, repr=False, eq=False)
+class Result(_Value):
     """What a fetch function may return when it has more to say than the records.
 
     ``provenance`` names the endpoint variant used (``documented`` or
@@ -215,9 +350,24 @@ class Result:
     variant: str | None = None
     notes: list[str] = field(default_factory=list)
 
+    _frozen = False
+    __hash__ = None  # mutable: unhashable, as a dataclass with eq and without frozen
 
-@dataclass(frozen=True)
-class FakeRoute:
+    def __init__(
+        self,
+        records: Any,
+        provenance: str | None = None,
+        variant: str | None = None,
+        notes: list[str] | None = None,
+    ):
+        self.records = records
+        self.provenance = provenance
+        self.variant = variant
+        self.notes = [] if notes is None else notes
+
+
+@dataclass(init=False, repr=False, eq=False)
+class FakeRoute(_Value):
     """A fake-backend route whose answer is computed: ``handler(request)`` returns
     ``(status, body)`` where ``body`` is JSON-able data, or ``bytes`` sent verbatim.
     ``request`` is an :class:`ibgw_fake.router.FakeRequest` (method, path, query,
@@ -227,3 +377,6 @@ class FakeRoute:
     path: str
     handler: Callable
     source: str = ""
+
+    def __init__(self, method: str, path: str, handler: Callable, source: str = ""):
+        self._set(method=method, path=path, handler=handler, source=source)
