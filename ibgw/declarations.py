@@ -1,4 +1,5 @@
-"""Declarations plugins use: ``Param``, ``Endpoint``, ``Read``, ``Result``, ``FakeRoute``.
+"""Declarations plugins use: ``Param``, ``Endpoint``, ``Read``, ``Category``, ``Result``,
+``FakeRoute``.
 
 This module imports nothing heavy: plugin entry modules import it at top level and
 ``ibgw --help`` must stay fast. A ``Read`` names its fetch function and schema as
@@ -333,6 +334,26 @@ class Read(_Value):
     @property
     def help(self) -> str:
         return self.summary + ("\n\n" + self.description if self.description else "")
+
+
+@dataclass(init=False, repr=False, eq=False)
+class Category(_Value):
+    """A read category's one-line help, registered beside its reads:
+    ``register(Category("fx", "Exchange rates and currency pairs."))`` in
+    ``ibgw_register_reads``. ``ibgw --help`` shows it next to the category."""
+
+    name: str
+    summary: str
+
+    def __init__(self, name: str, summary: str):
+        self._set(name=name, summary=summary)
+        self.__post_init__()
+
+    def __post_init__(self):
+        if not re.fullmatch(r"[a-z][a-z0-9-]*", self.name):
+            raise ValueError(f"category {self.name!r} must be lower-case letters, digits, '-'")
+        if not self.summary.strip():
+            raise ValueError(f"category {self.name}: summary must not be empty")
 
 
 @dataclass(init=False, repr=False, eq=False)

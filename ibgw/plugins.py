@@ -287,6 +287,7 @@ class ReadRegistry:
     def __init__(self):
         self.reads: dict[str, object] = {}
         self.owner: dict[str, str] = {}
+        self.summaries: dict[str, str] = {}  # category -> its one-line help (Category)
         self.errors: list[str] = []
 
     def __iter__(self):
@@ -312,13 +313,16 @@ class ReadRegistry:
 
 
 def collect_reads(pm: PluginManager) -> ReadRegistry:
-    from .declarations import Read
+    from .declarations import Category, Read
 
     registry = ReadRegistry()
     for impl in pm.hook.ibgw_register_reads.get_hookimpls():
         plugin_name = impl.plugin_name
 
         def register(read, _owner=plugin_name):
+            if isinstance(read, Category):
+                registry.summaries.setdefault(read.name, read.summary)
+                return
             if not isinstance(read, Read):
                 raise TypeError(f"plugin {_owner} registered {type(read).__name__}, not a Read")
             if read.key in registry.reads:

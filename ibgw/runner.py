@@ -119,7 +119,7 @@ class ReadContext:
 
     def __init__(self, app, gateway, read: Read, actor: str):
         self.app = app
-        self.gateway = gateway
+        self._gateway = gateway
         self.read = read
         self.actor = actor
         self.notes: list[str] = []
@@ -128,11 +128,24 @@ class ReadContext:
         self.tried: list[str] = []
 
     @property
+    def gateway(self):
+        return self._gateway
+
+    @property
     def config(self):
         return self.app.config
 
+    @property
+    def output(self) -> str:
+        """The output format the user asked for (``table``, ``json`` or ``csv``)."""
+        return self.app.output
+
+    def cache_key(self, *parts) -> str:
+        """A cache key scoped to this backend, gateway and scenario."""
+        return self.app.cache_key(*parts)
+
     def call(self, endpoint, **kw):
-        return self.gateway.call(endpoint, **kw)
+        return self._gateway.call(endpoint, **kw)
 
     def note(self, text: str) -> None:
         self.notes.append(text)

@@ -9,14 +9,15 @@ import inspect
 
 import pytest
 
-from ibgw import Endpoint, FakeRoute, Param, Read, Result
+from ibgw import Category, Endpoint, FakeRoute, Param, Read, Result
 
-CLASSES = [Endpoint, Param, Read, Result, FakeRoute]
-FROZEN = {Endpoint, Param, Read, FakeRoute}
+CLASSES = [Endpoint, Param, Read, Category, Result, FakeRoute]
+FROZEN = {Endpoint, Param, Read, Category, FakeRoute}
 CHANGE = {
     Endpoint: {"path": "/other"},
     Param: {"help": "Other."},
     Read: {"summary": "Other."},
+    Category: {"summary": "Other."},
     Result: {"variant": "GET /other"},
     FakeRoute: {"source": "other"},
 }
@@ -42,6 +43,7 @@ def samples():
         Endpoint: endpoint,
         Param: param,
         Read: read,
+        Category: Category("demo", "Demo reads."),
         Result: Result([{"a": 1}], provenance="documented"),
         FakeRoute: FakeRoute("GET", "/x", _handler, source="demo"),
     }

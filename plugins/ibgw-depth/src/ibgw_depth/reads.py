@@ -263,7 +263,7 @@ def _watch(ctx, sock, conid, label, ladder, rows, levels):
     """Print every book update until Ctrl-C; returns the last rows and the count."""
     from ibgw.output import emit
 
-    fmt = ctx.app.output
+    fmt = ctx.output
     redraw = fmt == "table" and sys.stdout.isatty()
     count = 0
     next_tic = time.monotonic() + TIC_INTERVAL_S

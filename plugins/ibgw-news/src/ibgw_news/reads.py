@@ -271,7 +271,7 @@ def fyi_row(item) -> dict | None:
 def _unread_count(ctx) -> tuple[int | None, float | None]:
     """IBKR's unread count and its age in seconds: cached for five minutes because
     IBKR answers 423 to a second call within that time."""
-    key = ctx.app.cache_key("fyi-unreadnumber")
+    key = ctx.cache_key("fyi-unreadnumber")
     cached = ctx.cache.get(key, UNREAD_MAX_AGE)
     if cached is not None:
         return cached[0], cached[1]

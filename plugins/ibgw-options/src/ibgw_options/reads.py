@@ -315,9 +315,7 @@ def fetch_chain(
 
     def key(pair):
         k, r = pair
-        return ctx.app.cache_key(
-            "option-contracts", und["conid"], month, strike_text(k), r, exchange
-        )
+        return ctx.cache_key("option-contracts", und["conid"], month, strike_text(k), r, exchange)
 
     found: dict[tuple, list] = {}
     todo, oldest = [], None

@@ -164,7 +164,7 @@ def get_tree(ctx, refresh: bool = False) -> dict:
     """The scanner parameter tree: the disk copy when younger than a day (and no
     ``refresh``), else a fresh fetch; when IBKR's 15-minute pacing forbids the
     fetch, the disk copy of any age with a note."""
-    key = ctx.app.cache_key("scanner-params")
+    key = ctx.cache_key("scanner-params")
     cached = _valid_cached(ctx.cache.get(key))
     if cached is not None and not refresh and cached[1] <= MAX_AGE:
         ctx.note(f"scanner parameters cached {age_text(cached[1])} ago")

@@ -100,7 +100,7 @@ def fetch_transactions(ctx, symbol=None, conid=None, days=90, currency="USD", ac
     conid, shown = _contract(ctx, symbol, conid)
     acct = ctx.account(account)
     # the account id lives only inside the key, which DiskCache hashes into the file name
-    key = ctx.app.cache_key("pa-transactions", acct, conid, days, currency)
+    key = ctx.cache_key("pa-transactions", acct, conid, days, currency)
     window = "IBKR allows one transactions report per 15 minutes"
 
     cached = ctx.cache.get(key, PA_WINDOW)
