@@ -101,6 +101,15 @@ class Unavailable(SessionError):
     default_reason = "gateway-down"
     default_hint = "Start the Client Portal Gateway and check gateway_url."
 
+    def __init__(self, message, *, reason=None, hint=None, state=None):
+        if hint is None and reason not in (None, self.default_reason):
+            # the hint of the reason code (a malformed answer is not a stopped gateway)
+            from .session import REASONS
+
+            entry = REASONS.get(reason)
+            hint = entry[2] if entry else None
+        super().__init__(message, reason=reason, hint=hint, state=state)
+
 
 class NotServed(IbgwError):
     """The endpoint is not served by this gateway build, or the user is not entitled."""

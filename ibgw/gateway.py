@@ -200,7 +200,12 @@ class Gateway:
             data = json.dumps(payload, separators=(",", ":")).encode()
         elif body:
             raise PolicyRefused(f"refused: GET {endpoint.path} with a body", reason="body-on-get")
-        check_request(endpoint.method, final, tuple(pairs))
+        try:
+            check_request(endpoint.method, final, tuple(pairs))
+        except PolicyRefused as exc:  # e.g. a query that makes a read a side effect
+            if self.auditor is not None:
+                self.auditor.denied(self.command, endpoint.method, endpoint.path, exc.reason)
+            raise
         deadline = time.monotonic() + float(getattr(self.config, "timeout", 15.0))
         return Request(endpoint.method, final, tuple(pairs), data, deadline, endpoint.path)
 

@@ -11,11 +11,15 @@ byte leaves). It raises :class:`ibgw.errors.PolicyRefused` unless all of these h
    slashes, double encoding, ``;`` parameters, backslashes, CR/LF or unicode);
 3. no rule of :data:`DENY_RULES` matches (orders, replies, whatif, alerts and
    watchlist writes, FYI settings, account switching, logout, session init,
-   re-authentication, unsubscribe, billed snapshots, ``/gw``, ``/clear`` ...).
+   re-authentication, unsubscribe, billed snapshots, ``/gw``, ``/clear``,
+   ``/hmds/auth/init`` ...).
    Rules match a run of segments *anywhere* in the path, case-insensitively, and
    ignore a dotted suffix (``logout.json`` is ``logout``), so a server that routes
    more loosely than we parse still never sees a write;
-4. a POST path is one of :data:`READ_POSTS` exactly.
+4. no rule of :data:`QUERY_DENY_RULES` matches: a read path whose query turns it
+   into a side effect (``GET /iserver/account/orders?force=true`` clears the
+   gateway's order cache);
+5. a POST path is one of :data:`READ_POSTS` exactly.
 
 No plugin can change any of this: the tables are module constants and nothing
 here reads configuration. :func:`is_denied` applies rules 1, 3 and 4 to an
@@ -112,6 +116,7 @@ DENY_RULES: tuple[DenyRule, ...] = (
     DenyRule("/logout", "ibgw never logs out"),
     DenyRule("/ssodh", "ibgw never initialises or takes over a brokerage session"),
     DenyRule("/iserver/auth/init", "ibgw never initialises or takes over a brokerage session"),
+    DenyRule("/hmds/auth/init", "ibgw never initialises a historical-data (HMDS) session"),
     DenyRule("/reauthenticate", "ibgw never re-authenticates"),
     DenyRule("/unsubscribe*", "market-data unsubscribe closes the user's streams"),
     DenyRule("/regsnapshot", "regulatory snapshots are billed per call"),
@@ -122,6 +127,33 @@ DENY_RULES: tuple[DenyRule, ...] = (
     DenyRule("/oauth", "token endpoints are out of scope"),
     DenyRule("/oauth2", "token endpoints are out of scope"),
     DenyRule("/ws", "the websocket is not reachable over plain HTTP requests"),
+)
+
+
+@dataclass(frozen=True)
+class QueryDenyRule:
+    """A read path made a side effect by one query parameter. ``pattern`` is a run
+    of segments as in :class:`DenyRule` (matched anywhere); ``param`` is compared
+    case-insensitively, ignoring a ``[]`` suffix; every value except those in
+    ``allowed`` (compared case-insensitively, blanks stripped) is refused, so
+    ``force=TRUE``, ``force=1`` or ``force=yes`` are refused as well as ``force=true``."""
+
+    pattern: str
+    param: str
+    reason: str
+    allowed: tuple[str, ...] = ("false",)
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        return tuple(self.pattern.strip("/").split("/"))
+
+
+QUERY_DENY_RULES: tuple[QueryDenyRule, ...] = (
+    QueryDenyRule(
+        "/iserver/account/orders",
+        "force",
+        "force=true clears the gateway's order cache (IBKR spec: 'clear cache of orders')",
+    ),
 )
 
 
@@ -257,10 +289,36 @@ def check_request(method: str, path: str, query: Iterable | Mapping = ()) -> Non
     rule = _denied_rule(method, segs)
     if rule is not None:
         _refuse(method, path, rule.reason, DENIED)
+    why = _query_denied(segs, query)
+    if why is not None:
+        _refuse(method, path, why, DENIED)
     if method == "POST" and path not in READ_POSTS:
         _refuse(
             method, path, "POST is allowed only for the read-only POST endpoints", POST_NOT_ALLOWED
         )
+
+
+def _contains_run(segs: list[str], run: tuple[str, ...]) -> bool:
+    n = len(run)
+    return any(tuple(segs[i : i + n]) == run for i in range(len(segs) - n + 1))
+
+
+def _query_denied(segs: list[str], query) -> str | None:
+    """Why the query makes this read path a side effect, or ``None`` (the query
+    was checked to be pairs of strings already)."""
+    if not query:
+        return None
+    items = list(query.items() if isinstance(query, Mapping) else query)
+    for rule in QUERY_DENY_RULES:
+        if not _contains_run(segs, rule.segments):
+            continue
+        for name, value in items:
+            base = name.lower()
+            if base.endswith("[]"):
+                base = base[:-2]
+            if base == rule.param and value.strip().lower() not in rule.allowed:
+                return rule.reason
+    return None
 
 
 def _check_path(method: str, path) -> list[str]:

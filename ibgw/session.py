@@ -102,7 +102,8 @@ REASONS: dict[str, tuple[str, str, str]] = {
     "malformed-response": (
         UNAVAILABLE,
         "The gateway's answer was not valid JSON of the expected shape.",
-        "Retry; if it persists, run 'ibgw doctor' and report the gateway build.",
+        "The gateway's answer could not be read; retry, and if it persists run 'ibgw doctor' "
+        "and report the gateway build.",
     ),
     "unexpected-status": (
         UNAVAILABLE,

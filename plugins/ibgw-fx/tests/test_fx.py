@@ -184,12 +184,21 @@ def test_live_rate_as_string_is_parsed(ibgw_responses, cli):
     assert json.loads(r.stdout)["rate"] == 1.15398
 
 
-@pytest.mark.parametrize("answer", [{}, {"rate": None}, {"rate": 0}, {"rate": "n/a"}])
-def test_live_rate_missing_is_a_usage_error(ibgw_responses, cli, answer):
-    pin_rate(ibgw_responses, "USD", "XAU", json=answer)
+def test_live_rate_zero_is_a_usage_error(ibgw_responses, cli):
+    # a well-formed answer that has no rate for the pair: the codes are at fault
+    pin_rate(ibgw_responses, "USD", "XAU", json={"rate": 0})
     r = live(cli, "fx", "rate", "USD", "XAU")
     assert r.exit_code == 2 and one_line(r.stderr)
     assert "no exchange rate for USD/XAU" in r.stderr
+
+
+@pytest.mark.parametrize("answer", [{}, {"rate": None}, {"rate": "n/a"}])
+def test_live_rate_missing_is_unavailable_not_the_users_fault(ibgw_responses, cli, answer):
+    # issue 18 finding 8: an answer without a rate is the gateway's fault (exit 4)
+    pin_rate(ibgw_responses, "USD", "XAU", json=answer)
+    r = live(cli, "fx", "rate", "USD", "XAU")
+    assert r.exit_code == 4 and one_line(r.stderr)
+    assert "currency codes" not in r.stderr and "Start the Client Portal" not in r.stderr
 
 
 def test_live_rate_malformed_is_unavailable(ibgw_responses, cli):

@@ -53,12 +53,12 @@ def live(ibgw_pm, ibgw_cli, ibgw_responses, monkeypatch):
     return run
 
 
-def pin_search(live, symbol="SPY", body=None):
+def pin_search(live, symbol="SPY", body=None, sec_type="STK"):
     return live.rsps.add(
         "GET",
         f"{live.base}/iserver/secdef/search",
         json=SPY_SEARCH if body is None else body,
-        match=[matchers.query_param_matcher({"symbol": symbol, "secType": "STK"})],
+        match=[matchers.query_param_matcher({"symbol": symbol, "secType": sec_type})],
     )
 
 
@@ -152,7 +152,9 @@ def test_live_months_out_of_order_are_sorted(live):
 
 
 def test_live_unknown_symbol_exits_2(live):
+    # no STK entry: the resolver asks once more as an index (IND) before giving up
     pin_search(live, symbol="ZZZZ", body=[])
+    pin_search(live, symbol="ZZZZ", body=[], sec_type="IND")
     r = live("options", "ZZZZ")
     assert r.exit_code == 2 and one_line(r.stderr)
     assert "unknown symbol ZZZZ" in r.stderr

@@ -48,12 +48,15 @@ def fetch_rate(ctx, source: str, target: str):
         if exc.reason != "gateway-rejected":
             raise
         raise _unknown(f"{source}/{target}") from None
-    if not isinstance(data, dict):
+    rate = number(data.get("rate")) if isinstance(data, dict) else None
+    if rate is None:
+        # null, {} or a rate that is not a number: the gateway's answer is at fault,
+        # not the currency codes (IBKR answers {"rate": <number>})
         raise Unavailable(
-            "unexpected answer from /iserver/exchangerate", reason="malformed-response"
+            "unexpected answer from /iserver/exchangerate (no rate in it)",
+            reason="malformed-response",
         )
-    rate = number(data.get("rate"))
-    if rate is None or rate <= 0:
+    if rate <= 0:
         raise _unknown(f"{source}/{target}")
     # the gateway gives about 8 significant digits; the inverse carries no more
     return {"source": source, "target": target, "rate": rate, "inverse": float(f"{1.0 / rate:.8g}")}
