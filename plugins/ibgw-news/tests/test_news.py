@@ -21,7 +21,6 @@ NOT_FOUND = {
 }
 VARIANTS = (
     "GET /fundamentals/landing/{conid}",
-    "GET /iserver/marketdata/news",
     "GET /iserver/news/portfolio",
 )
 AAPL_SEARCH = [
@@ -71,7 +70,7 @@ def test_headlines_from_landing_widget(cli):
     r = cli("news", "AAPL")
     assert r.exit_code == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].split() == ["time", "source", "headline", "id"]
+    assert lines[0].split() == ["time", "source", "provider", "headline", "id"]
     assert "Apple’s services revenue tops estimates" in r.stdout  # &#x2019; decoded
     assert "BRFG$1f2e3d02" not in r.stdout  # the repeated item (same time and headline) is dropped
     assert "supplier shares rise on iPhone demand" in r.stdout  # blank lines collapsed
@@ -83,23 +82,57 @@ def test_headlines_json_newest_first_and_limited(cli):
     assert r.exit_code == 0, r.stderr
     rows = records(r, ("undocumented", "GET /fundamentals/landing/{conid}"))
     assert [row["id"] for row in rows] == ["BRFG$2a2b2c01", "DJ-N$2a2b2c02"]
-    assert set(rows[0]) == {"time", "source", "headline", "id"}
+    assert set(rows[0]) == {"time", "source", "provider", "headline", "sentiment", "id"}
     assert rows[0]["time"] == "2026-04-02T13:00:00Z"
     assert rows[0]["headline"] == "S&P 500 ETF sees record inflows in March"
 
 
-def test_fallback_to_marketdata_news(cli):
+def test_fallback_to_portfolio_news_in_the_recorded_shape(cli):
+    """Build 10.46.1l answers portfolio news without conid keys: items are matched by
+    their tickers and timed by receiptTime (issue 17)."""
     r = cli("--scenario", "news-no-landing", "news", "AAPL", "-o", "json")
     assert r.exit_code == 0, r.stderr
-    rows = records(r, ("undocumented", "GET /iserver/marketdata/news"))
-    assert [row["id"] for row in rows] == ["DJ-RT$5e5e0001", "DJ-RT$5e5e0002"]
+    rows = records(r, ("undocumented", "GET /iserver/news/portfolio"))
+    assert rows == [
+        {
+            "time": "2026-04-02T10:00:00Z",
+            "source": "Benzinga",
+            "provider": "BZ",
+            "headline": "Apple: analysts see steady margins into the next quarter",
+            "sentiment": 0.25,
+            "id": "BZ$7a7a0001",
+        },
+        {
+            "time": "2026-04-02T07:00:00Z",
+            "source": "Dow Jones",
+            "provider": "DJ-N",
+            "headline": "Megacaps lead the Nasdaq higher; Apple and Microsoft gain",
+            "sentiment": 0.4,
+            "id": "DJ-N$7a7a0004",
+        },
+    ]
+    table = cli("--scenario", "news-no-landing", "news", "AAPL")
+    assert table.exit_code == 0 and "(no rows)" not in table.stdout
+    assert "2026-04-02T10:00:00Z" in table.stdout and "BZ$7a7a0001" in table.stdout
 
 
-def test_variant_that_answers_empty_is_works_no_headlines(cli):
-    r = cli("--scenario", "news-no-landing", "news", "SPY")  # S12: an empty array
+def test_a_server_error_of_one_variant_moves_on_to_the_next(cli):
+    r = cli("--scenario", "news-landing-error", "--debug", "news", "SPY", "-o", "json")
     assert r.exit_code == 0, r.stderr
-    assert r.stdout == "(no rows)\n"
-    assert "no headlines for SPY" in r.stderr
+    rows = records(r, ("undocumented", "GET /iserver/news/portfolio"))
+    assert [row["id"] for row in rows] == ["DJ-N$7a7a0002"]
+    assert rows[0]["headline"] == "SPDR S&P 500 ETF: assets under management climb"
+    # --debug reports each variant's outcome
+    assert "GET /fundamentals/landing/{conid}: gateway-error" in r.stderr
+    assert "GET /iserver/news/portfolio: works (4 items, 1 headlines about SPY)" in r.stderr
+
+
+def test_probe_reports_each_variants_outcome(cli):
+    r = cli("--scenario", "news-landing-error", "-o", "json", "probe", "news")
+    assert r.exit_code == 0, r.stderr
+    (row,) = [row for row in json.loads(r.stdout) if row["read"] == "news headlines"]
+    assert row["result"] == "fallback" and row["variant"] == "GET /iserver/news/portfolio"
+    assert "GET /fundamentals/landing/{conid} (gateway-error)" in row["detail"]
 
 
 def test_empty_landing_widget_ends_the_search(cli):
@@ -109,13 +142,13 @@ def test_empty_landing_widget_ends_the_search(cli):
     assert "/fundamentals/landing" in r.stderr
 
 
-def test_fallback_to_portfolio_news_filtered_by_conid(cli):
+def test_fallback_to_portfolio_news_filtered_by_tickers(cli):
     r = cli("--scenario", "news-portfolio-only", "news", "AAPL", "-o", "json")
     assert r.exit_code == 0, r.stderr
     rows = records(r, ("undocumented", "GET /iserver/news/portfolio"))
-    assert [row["id"] for row in rows] == ["BRFG$7a7a0001"]
+    assert [row["id"] for row in rows] == ["BZ$7a7a0001", "DJ-N$7a7a0004"]
     r = cli("--scenario", "news-portfolio-only", "news", "SPY", "-o", "json")
-    assert [row["id"] for row in records(r)] == ["BRFG$7a7a0002"]
+    assert [row["id"] for row in records(r)] == ["DJ-N$7a7a0002"]
 
 
 def test_documented_only_exits_5_naming_every_variant(cli):
@@ -139,7 +172,7 @@ def test_allow_undocumented_off_by_env(cli):
     r = cli("-o", "json", "news", "AAPL", env={"IBGW_ALLOW_UNDOCUMENTED": "0"})
     err = json.loads(r.stderr)["error"]
     assert err["reason"] == "undocumented-disabled"
-    assert all("disabled" in t for t in err["tried"]) and len(err["tried"]) == 3
+    assert all("disabled" in t for t in err["tried"]) and len(err["tried"]) == 2
 
 
 def test_allow_undocumented_off_by_config_file(cli, ibgw_env):
@@ -222,12 +255,12 @@ def test_fyi_unread_count_refused_with_423(cli):
 
 
 # -- live transport, every request pinned ---------------------------------------------
-def pin_search(rsps, symbol="AAPL", body=None):
+def pin_search(rsps, symbol="AAPL", body=None, sec_type="STK"):
     rsps.add(
         "GET",
         f"{BASE}/iserver/secdef/search",
         json=AAPL_SEARCH if body is None else body,
-        match=[matchers.query_param_matcher({"symbol": symbol, "secType": "STK"})],
+        match=[matchers.query_param_matcher({"symbol": symbol, "secType": sec_type})],
     )
 
 
@@ -236,20 +269,6 @@ def pin_landing(rsps, **answer):
         "GET",
         f"{BASE}/fundamentals/landing/265598",
         match=[matchers.query_param_matcher({"widgets": "news", "lang": "en"})],
-        **answer,
-    )
-
-
-def pin_marketdata(rsps, **answer):
-    rsps.add(
-        "GET",
-        f"{BASE}/iserver/accounts",
-        json={"accounts": ["DU1234567"], "selectedAccount": "DU1234567"},
-    )
-    return rsps.add(
-        "GET",
-        f"{BASE}/iserver/marketdata/news",
-        match=[matchers.query_param_matcher({"conid": "265598"})],
         **answer,
     )
 
@@ -305,74 +324,138 @@ def test_live_landing_request_pinned(ibgw_responses, cli):
         {
             "time": "2020-03-06T02:35:53Z",
             "source": "SS",
+            "provider": None,
             "headline": "AAPL Positive - ‘high of the year’",
+            "sentiment": 1.0,
             "id": "SS$0c7d5080",
         },
         {
             "time": "2020-03-06T01:50:08Z",
             "source": "SS",
+            "provider": None,
             "headline": "AAPL Negative - simmered down",
+            "sentiment": None,
             "id": "SS$0c7d3611",
         },
         {
             "time": "2020-03-05T09:20:00Z",
             "source": None,
+            "provider": None,
             "headline": "no source, seconds epoch",
+            "sentiment": None,
             "id": "123",
         },
     ]
     r = live(cli, "-o", "csv", "news", "AAPL", "--limit", "1")
     assert list(csv.reader(io.StringIO(r.stdout))) == [
-        ["time", "source", "headline", "id"],
-        ["2020-03-06T02:35:53Z", "SS", "AAPL Positive - ‘high of the year’", "SS$0c7d5080"],
+        ["time", "source", "provider", "headline", "sentiment", "id"],
+        [
+            "2020-03-06T02:35:53Z",
+            "SS",
+            "",
+            "AAPL Positive - ‘high of the year’",
+            "1.0",
+            "SS$0c7d5080",
+        ],
     ]
     r = live(cli, "news", "AAPL")
     assert r.exit_code == 0
     assert "AAPL Negative - simmered down" in r.stdout
 
 
-def test_live_marketdata_variant_pinned(ibgw_responses, cli):
+RECORDED_PORTFOLIO = [  # the item keys a live probe of build 10.46.1l saw (issue 17)
+    {
+        "id": "BZ$1",
+        "headline": "Apple &amp; suppliers: a recorded-shape headline",
+        "source": "Benzinga",
+        "provider": "BZ",
+        "sentiment": "0.35",
+        "receiptTime": 1775124000000,
+        "tickers": ["AAPL", "MSFT"],
+    },
+    {
+        "id": "DJ$2",
+        "headline": "receiptTime as a string, tickers as one string",
+        "source": "Dow Jones",
+        "provider": "DJ-N",
+        "sentiment": 0,
+        "receiptTime": "2026-04-02 09:30:00",
+        "tickers": "aapl,QQQ",
+    },
+    {
+        "id": "DJ$3",
+        "headline": "about IBM only",
+        "source": "Dow Jones",
+        "provider": "DJ-N",
+        "receiptTime": 1775124000000,
+        "tickers": ["IBM"],
+    },
+]
+
+
+def test_live_portfolio_in_the_recorded_shape(ibgw_responses, cli):
     pin_search(ibgw_responses)
     landing = pin_landing(ibgw_responses, **NOT_FOUND)
-    md = pin_marketdata(
-        ibgw_responses,
-        json=[
-            {
-                "id": "DJ$1",
-                "headline": "Guessed shape: id/headline/provider",
-                "provider": "DJ-N",
-                "date": "2026-04-02T14:31:05Z",
-            }
-        ],
-    )
+    portfolio = pin_portfolio(ibgw_responses, json=RECORDED_PORTFOLIO)
     r = live(cli, "-o", "json", "news", "AAPL")
     assert r.exit_code == 0, r.stderr
-    assert (landing.call_count, md.call_count) == (1, 1)
-    assert records(r, ("undocumented", "GET /iserver/marketdata/news")) == [
+    assert (landing.call_count, portfolio.call_count) == (1, 1)
+    assert records(r, ("undocumented", "GET /iserver/news/portfolio")) == [
         {
-            "time": "2026-04-02T14:31:05Z",
-            "source": "DJ-N",
-            "headline": "Guessed shape: id/headline/provider",
-            "id": "DJ$1",
-        }
+            "time": "2026-04-02T10:00:00Z",
+            "source": "Benzinga",
+            "provider": "BZ",
+            "headline": "Apple & suppliers: a recorded-shape headline",
+            "sentiment": 0.35,
+            "id": "BZ$1",
+        },
+        {
+            "time": "2026-04-02T09:30:00Z",
+            "source": "Dow Jones",
+            "provider": "DJ-N",
+            "headline": "receiptTime as a string, tickers as one string",
+            "sentiment": 0.0,
+            "id": "DJ$2",
+        },
     ]
 
 
-def test_live_marketdata_empty_array_is_no_rows(ibgw_responses, cli):
+def test_live_landing_empty_is_no_rows_and_ends_the_search(ibgw_responses, cli):
     pin_search(ibgw_responses)
-    pin_landing(ibgw_responses, **NOT_FOUND)
-    md = pin_marketdata(ibgw_responses, json=[])
+    landing = pin_landing(ibgw_responses, json={"news": {"title": "News", "content": []}})
     portfolio = pin_portfolio(ibgw_responses, json=[])
     r = live(cli, "news", "AAPL")
     assert r.exit_code == 0, r.stderr
     assert r.stdout == "(no rows)\n"
-    assert md.call_count == 1 and portfolio.call_count == 0
+    assert landing.call_count == 1 and portfolio.call_count == 0
+    assert "0 items and no headlines for AAPL" in r.stderr
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_live_server_error_falls_through_to_the_next_variant(ibgw_responses, cli, status):
+    pin_search(ibgw_responses)
+    landing = pin_landing(ibgw_responses, status=status, json={"error": "down"})
+    portfolio = pin_portfolio(ibgw_responses, json=RECORDED_PORTFOLIO)
+    r = live(cli, "-o", "json", "news", "AAPL")
+    assert r.exit_code == 0, r.stderr
+    assert (landing.call_count, portfolio.call_count) == (1, 1)
+    assert [row["id"] for row in records(r)] == ["BZ$1", "DJ$2"]
+
+
+def test_live_server_error_everywhere_is_unavailable(ibgw_responses, cli):
+    pin_search(ibgw_responses)
+    pin_landing(ibgw_responses, status=503, json={"error": "down"})
+    pin_portfolio(ibgw_responses, status=500, json={"error": "down"})
+    r = live(cli, "-o", "json", "news", "AAPL")
+    assert r.exit_code == 4, r.stderr
+    err = json.loads(r.stderr)["error"]
+    assert err["reason"] == "gateway-error"
+    assert all(key in err["message"] for key in VARIANTS)
 
 
 def test_live_portfolio_variant_pinned(ibgw_responses, cli):
     pin_search(ibgw_responses)
     pin_landing(ibgw_responses, **NOT_FOUND)
-    pin_marketdata(ibgw_responses, **NOT_FOUND)
     portfolio = pin_portfolio(
         ibgw_responses,
         json={
@@ -405,20 +488,23 @@ def test_live_portfolio_variant_pinned(ibgw_responses, cli):
 def test_live_portfolio_with_nothing_about_the_symbol(ibgw_responses, cli):
     pin_search(ibgw_responses)
     pin_landing(ibgw_responses, **NOT_FOUND)
-    pin_marketdata(ibgw_responses, **NOT_FOUND)
     pin_portfolio(
-        ibgw_responses, json=[{"newsId": "B", "headlineContent": "about IBM", "conid": 8314}]
+        ibgw_responses,
+        json=[
+            {"newsId": "B", "headlineContent": "about IBM", "conid": 8314},
+            {"id": "C", "headline": "about IBM too", "tickers": ["IBM"]},
+        ],
     )
     r = live(cli, "news", "AAPL")
     assert r.exit_code == 0
     assert r.stdout == "(no rows)\n"
-    assert "only serves news about held positions" in r.stderr
+    # an empty result after filtering says how many items the gateway returned
+    assert "only serves news about held positions: it returned 2 items, none about AAPL" in r.stderr
 
 
 def test_live_unknown_shape_and_400_fall_through(ibgw_responses, cli):
     pin_search(ibgw_responses)
-    pin_landing(ibgw_responses, json={"error": "widget not available"})
-    pin_marketdata(ibgw_responses, status=400, json={"error": "Bad Request", "statusCode": 400})
+    pin_landing(ibgw_responses, status=400, json={"error": "Bad Request", "statusCode": 400})
     pin_portfolio(
         ibgw_responses, json=[{"newsId": "A", "headlineContent": "about AAPL", "conid": 265598}]
     )
@@ -430,7 +516,6 @@ def test_live_unknown_shape_and_400_fall_through(ibgw_responses, cli):
 def test_live_none_served_exit_5(ibgw_responses, cli):
     pin_search(ibgw_responses)
     pin_landing(ibgw_responses, **NOT_FOUND)
-    pin_marketdata(ibgw_responses, **NOT_FOUND)
     pin_portfolio(ibgw_responses, **NOT_FOUND)
     r = live(cli, "-o", "json", "news", "AAPL")
     assert r.exit_code == 5
@@ -441,6 +526,7 @@ def test_live_none_served_exit_5(ibgw_responses, cli):
 
 def test_live_unknown_symbol_exits_2(ibgw_responses, cli):
     pin_search(ibgw_responses, symbol="ZZZZ", body=[])
+    pin_search(ibgw_responses, symbol="ZZZZ", body=[], sec_type="IND")
     r = live(cli, "news", "zzzz")
     assert r.exit_code == 2
     assert one_line(r.stderr) and "unknown symbol ZZZZ" in r.stderr
@@ -575,7 +661,41 @@ def test_read_declarations():
     ibgw_news.ibgw_register_reads(lambda read: found.setdefault(read.key, read))
     headlines = found["news headlines"]
     assert headlines.default and headlines.probe == {"symbol": "AAPL", "limit": 1}
-    assert [e.provenance for e in headlines.endpoints] == ["undocumented"] * 3
+    assert [e.provenance for e in headlines.endpoints] == ["undocumented"] * 2
+    assert "/iserver/marketdata/news" not in [e.path for e in headlines.endpoints]
     assert all("[S1" in e.evidence for e in headlines.endpoints)
     fyi = found["news fyi"]
     assert {e.provenance for e in fyi.endpoints} == {"documented"}
+
+
+def test_live_backend_against_the_fake_gateway_server(ibgw_pm, ibgw_fake_gateway, cli):
+    """The acceptance path: the real live transport over a socket to the fake gateway
+    (as 'ibgw fake-gateway serve'), serving the recorded-shape portfolio news."""
+    ibgw_fake_gateway.scenario = "news-no-landing"
+    r = cli("--backend", "live", "--gateway-url", ibgw_fake_gateway.url, "news", "AAPL")
+    assert r.exit_code == 0, r.stdout + r.stderr
+    assert "(no rows)" not in r.stdout
+    assert "2026-04-02T10:00:00Z" in r.stdout
+    assert "Apple: analysts see steady margins" in r.stdout
+    assert any(req[1].endswith("/iserver/news/portfolio") for req in ibgw_fake_gateway.requests)
+
+
+@pytest.mark.parametrize(
+    "item,symbol,about",
+    [
+        ({"tickers": ["AAPL"]}, "AAPL", True),
+        ({"tickers": ["aapl"]}, "AAPL", True),
+        ({"tickers": "MSFT, AAPL"}, "AAPL", True),
+        ({"tickers": "MSFT;AAPL"}, "AAPL", True),
+        ({"tickers": [{"symbol": "AAPL"}]}, "AAPL", True),
+        ({"tickers": ["AAPLX"]}, "AAPL", False),
+        ({"tickers": []}, "AAPL", False),
+        ({"tickers": None}, "AAPL", False),
+        ({"conid": 265598}, "AAPL", True),
+        ({"conids": "1,265598"}, "AAPL", True),
+        ({}, "AAPL", False),
+        ("not an item", "AAPL", False),
+    ],
+)
+def test_portfolio_items_matched_by_tickers_or_conid(item, symbol, about):
+    assert reads._about(item, 265598, symbol) is about

@@ -6,17 +6,22 @@ have shown; each is checked against the OpenAPI spec v2.29.0 (absent there) and
 carries its evidence:
 
 1. ``GET /fundamentals/landing/{conid}?widgets=news&lang=en`` [S11]: per contract,
-   the only variant marked "works" through a local gateway
-   (``localhost:5000/v1/portal/...``, which the gateway rewrites to ``/v1/api`` [S6])
-   and the only one with a recorded answer (``samples/responses/news-data.json``).
-2. ``GET /iserver/marketdata/news?conid=`` [S12]: per contract and served by a 2026
-   build, but that probe only ever got an empty array, so its item shape is unseen.
-3. ``GET /iserver/news/portfolio`` [S11]: news about the positions held, not about one
-   symbol, and seen on the Client Portal web proxy rather than a local gateway; used
-   last and filtered to items tagged with the symbol's conid.
+   marked "works" through a local gateway (``localhost:5000/v1/portal/...``, which
+   the gateway rewrites to ``/v1/api`` [S6]), with a recorded answer
+   (``samples/responses/news-data.json``).
+2. ``GET /iserver/news/portfolio`` [S11]: news about the positions held, not about
+   one symbol. Served by real builds: a live probe of build 10.46.1l (issue 17)
+   answered items with ``id, headline, source, provider, sentiment, receiptTime,
+   tickers`` and no conid; items are kept when their ``tickers`` name the symbol
+   (or a ``conid``/``conids`` key, where present, names its conid).
 
-``/iserver/news/top``, ``/iserver/news/sources`` and ``/iserver/news/briefing`` [S11]
-are not about a symbol and are not used.
+``/iserver/marketdata/news`` is not used: the only evidence ([S12], a 2026 probe)
+saw an empty array, never an item. ``/iserver/news/top``, ``/iserver/news/sources``
+and ``/iserver/news/briefing`` [S11] are not about a symbol and are not used.
+
+A variant that is not served (404), rejected (400), answers in an unknown shape or
+fails with a server error (5xx) hands over to the next; each variant's outcome is
+logged with ``--debug`` and listed by ``ibgw probe``.
 
 The FYI read uses the documented ``GET /fyi/notifications`` (and ``GET
 /fyi/unreadnumber`` for ``--unread``, cached because IBKR answers 423 when it is
@@ -38,22 +43,15 @@ LANDING_NEWS = Endpoint(
     "gateway rewrites /v1/portal to /v1/api [S6]); recorded answer samples/responses/news-data.json "
     "{'news': {'title', 'content': [{newsId, headlineContent, source, conid, time}]}}; " + _SPEC,
 )
-MARKETDATA_NEWS = Endpoint(
-    "GET",
-    "/iserver/marketdata/news",
-    params={"conid": CONID},
-    provenance="undocumented",
-    evidence="[S12] ArielSoothy/AICouncil docs/trading/IBKR_DATA_AVAILABILITY.md: a live gateway probe "
-    "(Jan-2026) of /v1/api/iserver/marketdata/news?conid=... answered an empty array (served, no "
-    "articles; item shape never observed); " + _SPEC,
-)
 PORTFOLIO_NEWS = Endpoint(
     "GET",
     "/iserver/news/portfolio",
     provenance="undocumented",
     evidence="[S11] areed1192/interactive-broker-python-api ibc/rest/data.py portfolio_news() and "
     "tests/test_startup.py (Client Portal web proxy .../portal.proxy/v1/portal/iserver/news/portfolio, "
-    "2020); news about held positions, not per symbol: ibgw keeps only items tagged with the conid; "
+    "2020), listed in reference §8; a live probe of build 10.46.1l (issue 17) answered items "
+    "{id, headline, source, provider, sentiment, receiptTime, tickers} without conid keys; news "
+    "about held positions, not per symbol: ibgw keeps the items whose tickers name the symbol; "
     + _SPEC,
 )
 FYI_NOTIFICATIONS = Endpoint(
@@ -62,7 +60,7 @@ FYI_NOTIFICATIONS = Endpoint(
 FYI_UNREAD = Endpoint("GET", "/fyi/unreadnumber", pacing="fyi")
 
 #: Headline variants in order of preference (see the module docstring for why).
-HEADLINE_VARIANTS = (LANDING_NEWS, MARKETDATA_NEWS, PORTFOLIO_NEWS)
+HEADLINE_VARIANTS = (LANDING_NEWS, PORTFOLIO_NEWS)
 
 R = "ibgw_news.reads"
 
@@ -77,11 +75,13 @@ def ibgw_register_reads(register):
             summary="Recent headlines for a symbol (gateway builds differ: undocumented variants tried in turn).",
             description=(
                 "IBKR documents no news endpoint for the Client Portal Gateway. ibgw tries, in order: "
-                "GET /fundamentals/landing/{conid}?widgets=news, GET /iserver/marketdata/news?conid=, and "
-                "GET /iserver/news/portfolio (positions only, filtered to the symbol). All three are "
+                "GET /fundamentals/landing/{conid}?widgets=news and GET /iserver/news/portfolio "
+                "(news about held positions, kept when its tickers name the symbol). Both are "
                 "undocumented; with allow_undocumented = false this read is not available (exit 5). "
-                "A variant that answers with no headlines ends the search: '(no rows)' and a note. "
-                "Run 'ibgw probe' to remember which variant this gateway serves."
+                "A variant that is not served, rejected or failing (5xx) hands over to the next; one "
+                "that answers with no headlines ends the search: '(no rows)' and a note saying how "
+                "many items the gateway returned. Run 'ibgw probe' to remember which variant this "
+                "gateway serves."
             ),
             params=[
                 Param(
@@ -104,7 +104,7 @@ def ibgw_register_reads(register):
             endpoints=list(HEADLINE_VARIANTS),
             fetch=f"{R}:fetch_headlines",
             schema=f"{R}:HeadlineSchema",
-            columns=["time", "source", "headline", "id"],
+            columns=["time", "source", "provider", "headline", "id"],
             probe={"symbol": "AAPL", "limit": 1},
         )
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
+import logging
 import re
 
 from marshmallow import Schema, fields
@@ -24,9 +25,10 @@ from . import (
     FYI_UNREAD,
     HEADLINE_VARIANTS,
     LANDING_NEWS,
-    MARKETDATA_NEWS,
     PORTFOLIO_NEWS,
 )
+
+log = logging.getLogger("ibgw.news")  # --debug: each variant's outcome (paths and counts only)
 
 # IBKR: /fyi/unreadnumber "not more than 1 time in 5 minutes" (423 otherwise)
 UNREAD_MAX_AGE = 300.0
@@ -36,7 +38,9 @@ BODY_CHARS = 100
 class HeadlineSchema(Schema):
     time = fields.String(allow_none=True)
     source = fields.String(allow_none=True)
+    provider = fields.String(allow_none=True)
     headline = fields.String()
+    sentiment = fields.Float(allow_none=True)
     id = fields.String(allow_none=True)
 
 
@@ -138,28 +142,59 @@ def headline_items(data) -> list | None:
 
 
 def headline_row(item) -> dict | None:
-    """A row from one item. Recorded keys [S11]: newsId, headlineContent, source,
-    conid, time (epoch ms), displayTime. Accepted too (guessed): id/articleId,
-    headline/title, provider/sourceName, date/displayTime strings."""
+    """A row from one item.
+
+    Recorded keys: landing widget [S11] newsId, headlineContent, source, conid, time
+    (epoch ms), displayTime, sentiment; portfolio news (build 10.46.1l, issue 17) id,
+    headline, source, provider, sentiment, receiptTime, tickers. Accepted too
+    (guessed): articleId, title, sourceName, date/published strings."""
     if not isinstance(item, dict):
         return None
     headline = clean_text(_first(item, "headlineContent", "headline", "title", "hl"), limit=300)
     if headline is None:
         return None
     ident = _first(item, "newsId", "id", "articleId", "news_id")
-    source = _first(item, "source", "provider", "sourceName", "providerCode")
-    when = iso_time(_first(item, "time", "timestamp", "date", "displayTime", "published"))
+    source = _first(item, "source", "sourceName")
+    provider = _first(item, "provider", "providerCode")
+    if source is None and provider is not None:
+        source = provider
+    when = iso_time(
+        _first(item, "time", "receiptTime", "timestamp", "date", "displayTime", "published")
+    )
+    sentiment = number(item.get("sentiment"))
     return {
         "time": when,
         "source": clean_text(source) if isinstance(source, str) else None,
+        "provider": clean_text(provider) if isinstance(provider, str) else None,
         "headline": headline,
-        "id": str(ident) if isinstance(ident, str | int) else None,
+        "sentiment": sentiment if sentiment is not None and -100 <= sentiment <= 100 else None,
+        "id": str(ident) if isinstance(ident, str | int) and not isinstance(ident, bool) else None,
     }
 
 
-def _tagged_with(item, conid: int) -> bool:
+_TICKER_SPLIT = re.compile(r"[\s,;]+")
+
+
+def _tickers(value) -> set[str]:
+    """Ticker symbols from a ``tickers`` value: a list of strings (or of objects with
+    ``symbol``/``ticker``), or one string separated by commas, semicolons or blanks."""
+    out: set[str] = set()
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if isinstance(v, dict):
+            v = _first(v, "symbol", "ticker")
+        if isinstance(v, str):
+            out.update(t.upper() for t in _TICKER_SPLIT.split(v.strip()) if t)
+    return out
+
+
+def _about(item, conid: int, symbol: str) -> bool:
+    """Whether a portfolio-news item is about the contract: its ``tickers`` name the
+    symbol, or a ``conid``/``conids`` key (where a build sends one) names the conid."""
     if not isinstance(item, dict):
         return False
+    if symbol.upper() in _tickers(item.get("tickers")):
+        return True
     if integer(item.get("conid")) == conid:
         return True
     conids = item.get("conids")
@@ -172,14 +207,13 @@ def _tagged_with(item, conid: int) -> bool:
 def _variant_query(endpoint, conid: int) -> tuple[dict, dict]:
     if endpoint is LANDING_NEWS:
         return {"conid": conid}, {"widgets": "news", "lang": "en"}
-    if endpoint is MARKETDATA_NEWS:
-        return {}, {"conid": conid}
     return {}, {}
 
 
 def _call_variant(ctx, endpoint, path, query):
     """Call an undocumented variant. A 400 from one of them means this build does not
-    know it the way the sources did: treated like "not served" so the next is tried."""
+    know it the way the sources did, and a 5xx that it fails right now: either is
+    treated like "not served" so that the next variant is tried."""
     try:
         return ctx.call(endpoint, path=path, query=query)
     except UsageError as exc:
@@ -188,11 +222,26 @@ def _call_variant(ctx, endpoint, path, query):
         raise NotServed(
             f"{endpoint.key} rejected the request", reason="rejected", tried=[endpoint.key]
         ) from None
+    except Unavailable as exc:
+        if exc.reason != "gateway-error":
+            raise
+        raise NotServed(
+            f"{endpoint.key} answered with a server error",
+            reason="gateway-error",
+            tried=[endpoint.key],
+        ) from None
 
 
-def _none_served(exc: NotServed) -> NotServed:
+def _none_served(exc: NotServed) -> NotServed | Unavailable:
     """The runner's "none of the variants" error, with the variants named in the
-    message itself (the table output shows only the message and hint)."""
+    message itself (the table output shows only the message and hint). When every
+    variant failed with a server error the gateway is at fault: ``unavailable``."""
+    failed = [t for t in exc.tried if not t.endswith("(gateway-error)")]
+    if exc.tried and not failed:
+        return Unavailable(
+            f"every headline source failed with a server error (tried: {'; '.join(exc.tried)})",
+            reason="gateway-error",
+        )
     return NotServed(
         f"no headline source is served by this gateway (tried: {'; '.join(exc.tried)})",
         reason=exc.reason,
@@ -215,25 +264,41 @@ def fetch_headlines(ctx, symbol, limit=10):
 
     def attempt(endpoint):
         path, query = _variant_query(endpoint, conid)
-        data = _call_variant(ctx, endpoint, path, query)
+        try:
+            data = _call_variant(ctx, endpoint, path, query)
+        except NotServed as exc:
+            log.debug("news variant %s: %s", endpoint.key, exc.reason)
+            raise
         items = headline_items(data)
         if items is None:
+            log.debug("news variant %s: unexpected-answer", endpoint.key)
             raise NotServed(
                 f"{endpoint.key} answered in an unknown shape",
                 reason="unexpected-answer",
                 tried=[endpoint.key],
             )
+        total = len(items)
         if endpoint is PORTFOLIO_NEWS:
-            total = len(items)
-            items = [i for i in items if _tagged_with(i, conid)]
-            if not items:
-                ctx.note(
-                    f"this gateway only serves news about held positions ({total} items); "
-                    f"none is about {shown}"
-                )
+            items = [i for i in items if _about(i, conid, shown)]
         rows = [r for r in (headline_row(i) for i in items) if r is not None]
-        if not rows and endpoint is not PORTFOLIO_NEWS:
-            ctx.note(f"the gateway answered ({endpoint.path}) with no headlines for {shown}")
+        log.debug(
+            "news variant %s: works (%d items, %d headlines about %s)",
+            endpoint.key,
+            total,
+            len(rows),
+            shown,
+        )
+        if not rows:
+            if endpoint is PORTFOLIO_NEWS:
+                ctx.note(
+                    f"this gateway only serves news about held positions: it returned "
+                    f"{total} item{'s' if total != 1 else ''}, none about {shown}"
+                )
+            else:
+                ctx.note(
+                    f"the gateway answered ({endpoint.path}) with {total} "
+                    f"item{'s' if total != 1 else ''} and no headlines for {shown}"
+                )
         return rows
 
     try:
