@@ -50,6 +50,11 @@ SNAPSHOT = Endpoint(
     },
     pacing="snapshot",
 )
+# Security definitions by conid (up to 200 per request): what an option conid's
+# underlying is, so that its /iserver/secdef/search can be made before a snapshot.
+TRSRV_SECDEF = Endpoint(
+    "GET", "/trsrv/secdef", params={"conids": r"[0-9]{1,12}(,[0-9]{1,12}){0,199}"}
+)
 PORTFOLIO_SUMMARY = Endpoint("GET", "/portfolio/{accountId}/summary", params={"accountId": ACCOUNT})
 PORTFOLIO_LEDGER = Endpoint("GET", "/portfolio/{accountId}/ledger", params={"accountId": ACCOUNT})
 PORTFOLIO_POSITIONS = Endpoint(
@@ -68,4 +73,5 @@ ALL = CORE + (
     SECDEF_STRIKES,
     SECDEF_INFO,
     SNAPSHOT,
+    TRSRV_SECDEF,
 )

@@ -74,7 +74,9 @@ def test_greeks_by_symbol_json_values(cli):
     assert row["implied_vol"] == float(fields["7633"].rstrip("%"))  # a percent number
     assert 10 < row["implied_vol"] < 30
     assert row["open_interest"] == int(fields["7638"])
-    assert row["volume"] == int(fields["7089"].replace(",", ""))
+    # the contract's day volume (7762), never 7089 (the underlying's option volume: 6.1M)
+    assert row["volume"] == int(fields["7762"]) and row["volume"] < 1_000_000
+    assert fields["7089"] == market.UNDERLYINGS["SPY"]["option_volume"]
     assert row["bid"] < row["mark"] < row["ask"] and row["last"] == row["mark"]
     assert row["availability"] == "real-time"
 
@@ -249,3 +251,63 @@ def test_gateway_faults_give_a_state(cli, scenario, code):
     r = cli("--scenario", scenario, "greeks", "--conid", SPY_500C)
     assert r.exit_code == code, r.stderr
     assert one_line(r.stderr)
+
+
+# -- index underlyings and the search pre-flight (issue 17) -------------------------------
+SPX_5000C = market.option_conid("SPX", "20260417", 5000, "C")
+
+
+def test_greeks_on_an_spx_option_with_sec_type_ind(cli):
+    rows = as_json(
+        cli(
+            "greeks",
+            "SPX",
+            "--sec-type",
+            "IND",
+            "--month",
+            "APR26",
+            "--strike",
+            "5000",
+            "--right",
+            "C",
+            "-o",
+            "json",
+        )
+    )
+    assert [row["conid"] for row in rows] == [SPX_5000C]
+    assert rows[0]["symbol"] == "SPX" and rows[0]["delta"] is not None
+    assert rows[0]["volume"] == int(market.fields_for(SPX_5000C)["7762"])
+
+
+def test_greeks_on_spx_without_sec_type_retries_as_an_index(cli):
+    r = cli("greeks", "SPX", "--month", "APR26", "--strike", "5000", "--right", "C", "-o", "json")
+    assert [row["conid"] for row in as_json(r)] == [SPX_5000C]
+    assert "SPX is an index: resolved with --sec-type IND" in r.stderr
+
+
+def test_greeks_by_conid_searches_the_underlying_before_the_snapshot(
+    ibgw_pm, ibgw_fake_gateway, cli
+):
+    """IBKR: "for derivative contracts /iserver/secdef/search must be called first";
+    a bare --conid finds its underlying with /trsrv/secdef and searches it."""
+    r = cli(
+        "--backend",
+        "live",
+        "--gateway-url",
+        ibgw_fake_gateway.url,
+        "-o",
+        "json",
+        "greeks",
+        "--conid",
+        str(SPY_500C),
+        "--conid",
+        str(SPX_5000C),
+    )
+    assert r.exit_code == 0, r.stderr
+    assert [row["conid"] for row in json.loads(r.stdout)] == [SPY_500C, SPX_5000C]
+    paths = [(req[1].rsplit("/v1/api", 1)[-1], req[2]) for req in ibgw_fake_gateway.requests]
+    first_snapshot = next(i for i, (p, _) in enumerate(paths) if p.endswith("/snapshot"))
+    searches = [q for p, q in paths[:first_snapshot] if p == "/iserver/secdef/search"]
+    assert {"symbol": "SPY", "secType": "STK"} in [dict(q) for q in searches]
+    assert {"symbol": "SPX", "secType": "IND"} in [dict(q) for q in searches]
+    assert any(p == "/trsrv/secdef" for p, _ in paths[:first_snapshot])

@@ -13,7 +13,7 @@ import pytest
 from ibgw_greeks import reads
 from responses import matchers
 
-FIELDS = "31,84,86,7635,7308,7309,7310,7311,7633,7638,7089,87,6509,55,6070,201,7219,7220"
+FIELDS = "31,84,86,7635,7308,7309,7310,7311,7633,7638,87,7762,6509,55,6070,201,7219,7220"
 SPY_SEARCH = [
     {
         "conid": 756733,  # a number here, a string in other builds
@@ -39,7 +39,9 @@ OPTION = {  # the reference's option snapshot, second call
     "7311": "0.118",
     "7633": "24.6%",
     "7638": "18342",
-    "7089": "5,210",
+    "87": "5.2K",
+    "7762": "5210",  # the contract's day volume
+    "7089": "6.1M",  # the underlying's option volume: never the contract's volume
     "7635": "2.45",
 }
 
@@ -59,6 +61,10 @@ def live(ibgw_pm, ibgw_cli, ibgw_responses, monkeypatch):
         "GET",
         f"{ibgw_responses.base}/iserver/accounts",
         json={"accounts": ["DU1234567"], "selectedAccount": "DU1234567"},
+    )
+    # --conid reads look their underlyings up first; by default nothing is known
+    run.secdef = ibgw_responses.add(
+        "GET", f"{ibgw_responses.base}/trsrv/secdef", json={"secdef": []}
     )
     return run
 
@@ -165,7 +171,7 @@ def test_live_string_conids_prefixes_and_missing_fields(live):
                 "31": "C1.20",
                 "7308": "0.25",
                 "7633": "31.5%",
-                "7089": "1.2K",
+                "87": "1.2K",
             },  # delayed, prior close, a K suffix, no gamma/vega
             {
                 "conid": 1002,

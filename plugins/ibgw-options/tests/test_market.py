@@ -72,9 +72,9 @@ def test_conids_are_stable_unique_nine_digits():
         == market.contracts("AAPL", "DEC26", 142.5, "P")[0]["conid"]
     )
     universe = market._build_universe()
-    assert len(universe) == 720 + 480
+    assert len(universe) == 720 + 480 + 240  # SPY, AAPL, SPX
     assert all(100_000_000 <= c <= 999_999_999 for c in universe)
-    assert not set(universe) & {756733, 265598, *market.FX_PAIRS}
+    assert not set(universe) & {756733, 265598, 416904, *market.FX_PAIRS}
 
 
 def test_info_record_shape():
@@ -140,7 +140,14 @@ def test_formats_as_ibkr_sends_them():
     fx = market.fields_for(12087792)
     assert fx["55"] == "EUR.USD" and fx["31"] == "1.08525" and fx["6070"] == "CASH"
     big = max(market._build_universe(), key=lambda c: int(market.fields_for(c)["7638"]))
-    assert "," in market.fields_for(big)["7089"]  # option volume with a thousands separator
+    option = market.fields_for(big)
+    # the contract's day volume: 87 abbreviated, 7762 whole; 7089 is the underlying's
+    # option volume, the same on every option of SPY
+    assert option["7762"].isdigit() and int(option["7762"]) > 0
+    assert option["87"][-1] in "KM" or option["87"].isdigit()
+    assert option["7089"] == market.UNDERLYINGS[market.option(big)["symbol"]]["option_volume"]
+    index = market.fields_for(416904)
+    assert index["55"] == "SPX" and index["6070"] == "IND"
     assert market.fields_for(5) is None and market.fields_for("x") is None
 
 

@@ -323,3 +323,30 @@ def test_gateway_faults_give_a_state(cli, scenario, code):
     )
     assert r.exit_code == code, r.stderr
     assert one_line(r.stderr)
+
+
+# -- index underlyings (issue 17) -------------------------------------------------------
+def test_expirations_of_an_index_with_sec_type_ind(cli):
+    r = cli("options", "expirations", "SPX", "--sec-type", "IND", "-o", "json")
+    rows = as_json(r)
+    assert [row["month"] for row in rows] == list(market.UNDERLYINGS["SPX"]["months"])
+    assert "is an index" not in r.stderr  # asked for as an index: no retry, no note
+
+
+def test_an_index_without_sec_type_is_retried_as_ind_with_a_note(cli):
+    r = cli("options", "SPX", "-o", "json")
+    assert [row["month"] for row in as_json(r)] == ["APR26", "MAY26", "JUN26"]
+    assert "SPX is an index: resolved with --sec-type IND" in r.stderr
+
+
+def test_chain_of_an_index(cli):
+    r = cli(
+        "options", "chain", "SPX", "--sec-type", "IND", "--month", "MAY26", "--strikes-around", "1"
+    )
+    assert r.exit_code == 0, r.stderr
+    assert "SPX" in r.stdout and "5,000" in r.stdout and "5,025" in r.stdout
+
+
+def test_sec_type_is_checked_before_any_call(cli):
+    r = cli("options", "SPX", "--sec-type", "FUT")
+    assert r.exit_code == 2 and "Traceback" not in r.stderr

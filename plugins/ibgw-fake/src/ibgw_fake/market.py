@@ -1,15 +1,22 @@
 """A consistent simulated option market for the fake backend.
 
 Registered through ``ibgw_fake_fixtures`` (entry point ``fake-market``), it answers
-the three calls an option chain and a greeks read make, for the underlyings the
-core search fixture lists (``fixtures/contracts.json``):
+the calls an option chain and a greeks read make, for the underlyings the core
+search fixture lists (``fixtures/contracts.json``):
 
 ==========  =======  =========  ======  ==========================================
 symbol      conid    spot       step    months (as ``/iserver/secdef/search``)
 ==========  =======  =========  ======  ==========================================
 SPY         756733   501.42     5       APR26 MAY26 JUN26 (monthly + one weekly)
 AAPL        265598   189.63     2.5     APR26 MAY26 JUN26 JUL26 SEP26 DEC26
+SPX         416904   5014.20    25      APR26 MAY26 JUN26 (an index: ``secType=IND``)
 ==========  =======  =========  ======  ==========================================
+
+``GET /trsrv/secdef?conids=``
+    ``{"secdef": [...]}`` with one definition per known conid (stocks, the index,
+    FX pairs, every option; keys as reference §2): an option's ``ticker`` is its
+    underlying's symbol and ``undConid`` the underlying's conid. Unknown conids
+    are left out.
 
 ``GET /iserver/secdef/strikes``
     ``{"call": [...], "put": [...]}`` (numbers, the same list for both rights):
@@ -119,6 +126,30 @@ UNDERLYINGS: dict[str, dict] = {
         "prior_close": 188.21,
         "option_volume": "1.4M",
         "option_oi": "4,120,562",
+    },
+    "SPX": {
+        "conid": 416904,
+        "sec_type": "IND",
+        "spot": 5014.20,
+        "step": 25.0,
+        "months": ("APR26", "MAY26", "JUN26"),
+        "strike_counts": {},
+        "weekly": False,
+        "iv": 0.15,
+        "dividend_yield": 0.013,
+        "company": "S&P 500 Stock Index",
+        "listing": "CBOE",
+        "industry": "Indices",
+        "category": "Broad Range Equity Index",
+        "dividends": ("", ""),
+        "ema": ("4762.00", "4895.50", "4958.00", "4991.00"),
+        "iv_30d": "15.1%",
+        "hv_30d": "12.9%",
+        "volume": (0, "0"),
+        "high_low": ("5031.00", "4987.50"),
+        "prior_close": 4990.50,
+        "option_volume": "3.2M",
+        "option_oi": "14,870,230",
     },
 }
 DEFAULT_STRIKES = 40
@@ -379,6 +410,7 @@ def _option_fields(opt: dict) -> dict[str, str]:
         "88": str(10 + (noise >> 20) % 490),
         "85": str(10 + (noise >> 30) % 490),
         "87": _short(volume),
+        "7762": str(volume),  # the contract's day volume, unabbreviated
         "7635": f"{mark:.2f}",
         "70": f"{mark * 1.08:.2f}",
         "71": f"{max(mark * 0.93, 0.01):.2f}",
@@ -390,7 +422,9 @@ def _option_fields(opt: dict) -> dict[str, str]:
         "7311": _fixed(g["vega"], 3),
         "7633": f"{vol * 100:.1f}%",
         "7638": str(oi),
-        "7089": f"{volume:,}",
+        # 7089 is the *underlying's* option volume (IBKR: "Option Volume"), the same on
+        # every option of one underlying; the contract's own volume is 87/7762
+        "7089": und["option_volume"],
         "55": symbol,
         "6070": "OPT",
         "201": right,
@@ -420,7 +454,7 @@ def _stock_fields(symbol: str) -> dict[str, str]:
         "82": _money(change),
         "83": f"{change / prior * 100:.2f}%",
         "55": symbol,
-        "6070": "STK",
+        "6070": und.get("sec_type", "STK"),
         "6457": "0",
         "7219": symbol,
         "7220": und["company"],
@@ -499,6 +533,68 @@ def _q(request, name: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
+def secdef_record(conid) -> dict | None:
+    """The ``/trsrv/secdef`` definition of a conid the market knows, or ``None``."""
+    try:
+        conid = int(conid)
+    except (TypeError, ValueError):
+        return None
+    symbol = _symbol_for_conid(conid)
+    if symbol is not None:
+        und = UNDERLYINGS[symbol]
+        return {
+            "conid": conid,
+            "currency": "USD",
+            "name": und["company"].upper(),
+            "assetClass": und.get("sec_type", "STK"),
+            "expiry": None,
+            "lastTradingDay": None,
+            "putOrCall": None,
+            "strike": "0",
+            "ticker": symbol,
+            "undConid": 0,
+            "multiplier": 0.0,
+            "hasOptions": True,
+            "fullName": symbol,
+            "isUS": True,
+            "listingExchange": und["listing"],
+            "countryCode": "US",
+        }
+    if conid in FX_PAIRS:
+        pair, _, name = FX_PAIRS[conid]
+        return {
+            "conid": conid,
+            "currency": pair.split(".")[1],
+            "name": name,
+            "assetClass": "CASH",
+            "ticker": pair.split(".")[0],
+            "undConid": 0,
+            "fullName": pair,
+            "isUS": False,
+        }
+    opt = option(conid)
+    if opt is None:
+        return None
+    return {
+        "conid": conid,
+        "currency": "USD",
+        "name": UNDERLYINGS[opt["symbol"]]["company"].upper(),
+        "assetClass": "OPT",
+        "expiry": opt["expiry"].strftime("%Y%m%d"),
+        "lastTradingDay": opt["expiry"].strftime("%Y%m%d"),
+        "putOrCall": opt["right"],
+        "strike": _strike_text(opt["strike"]),
+        "ticker": opt["symbol"],
+        "undConid": UNDERLYINGS[opt["symbol"]]["conid"],
+        "multiplier": 100.0,
+        "hasOptions": False,
+        "fullName": f"{opt['symbol']} {_desc2(opt['expiry'], opt['strike'], opt['right'])}",
+        "isUS": True,
+        "listingExchange": None,
+        "countryCode": "US",
+    }
+
+
 class MarketRoutes:
     """The route handlers of one router; holds the pre-flight state (the conids
     whose market-data stream is already open)."""
@@ -530,6 +626,13 @@ class MarketRoutes:
         if symbol is None:
             return 200, []
         return 200, contracts(symbol, month, strike, right, _q(request, "exchange") or "SMART")
+
+    def secdef(self, request):
+        raw = [c.strip() for c in _q(request, "conids").split(",") if c.strip()]
+        if not raw or len(raw) > 200 or not all(c.isdigit() for c in raw):
+            return _bad_request("conids: 1 to 200 contract ids")
+        found = [r for r in (secdef_record(c) for c in raw) if r is not None]
+        return 200, {"secdef": found}
 
     def snapshot(self, request):
         raw = [c for c in _q(request, "conids").split(",") if c.strip()]
@@ -581,4 +684,5 @@ def ibgw_fake_fixtures(register):
     register(FakeRoute("GET", "/iserver/secdef/strikes", routes.strikes, source="market"))
     register(FakeRoute("GET", "/iserver/secdef/info", routes.info, source="market"))
     register(FakeRoute("GET", "/iserver/marketdata/snapshot", routes.snapshot, source="market"))
+    register(FakeRoute("GET", "/trsrv/secdef", routes.secdef, source="market"))
     register(SCENARIO_FIXTURE)

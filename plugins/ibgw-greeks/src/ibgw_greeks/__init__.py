@@ -3,17 +3,20 @@
 ``ibgw greeks SPY --month APR26 --strike 500 --right C`` finds the option
 contracts (contract search, strikes, ``/iserver/secdef/info``) and snapshots
 them; ``ibgw greeks --conid ID [--conid ID ...]`` snapshots up to 100 option
-conids directly. Greeks need an option market-data subscription (OPRA for US
+conids directly, after the contract search of their underlyings (found with
+``/trsrv/secdef``) that IBKR requires before a derivative's snapshot. An index
+underlying (SPX, NDX, VIX) is searched with ``--sec-type IND`` (tried
+automatically when a stock search finds nothing). Greeks need an option market-data subscription (OPRA for US
 options): without it the read exits 5 ("not entitled"), never with zeros.
 
 This module only declares; the work is in :mod:`ibgw_greeks.reads`.
 """
 
 from ibgw import Param, Read, hookimpl
-from ibgw.endpoints import SECDEF_INFO, SECDEF_STRIKES, SNAPSHOT
+from ibgw.endpoints import SECDEF_INFO, SECDEF_STRIKES, SNAPSHOT, TRSRV_SECDEF
 
 # shared with every plugin that reads options or market data: declared once in the core
-STRIKES, INFO = SECDEF_STRIKES, SECDEF_INFO
+STRIKES, INFO, SECDEF = SECDEF_STRIKES, SECDEF_INFO, TRSRV_SECDEF
 
 R = "ibgw_greeks.reads"
 
@@ -31,7 +34,8 @@ def ibgw_register_reads(register):
             "--conid. Default month: the nearest listed; default strike: the one "
             "nearest the underlying's last price; default right: both. "
             "implied_vol is in percent (24.6 means 24.6 %); theta is per day, "
-            "vega per volatility point. A missing value is null, never 0. "
+            "vega per volatility point; volume is the contract's day volume (7762, "
+            "else 87). A missing value is null, never 0. "
             "Without an option market-data subscription the read exits 5.",
             params=[
                 Param(
@@ -62,10 +66,20 @@ def ibgw_register_reads(register):
                     metavar="ID",
                     help="Option contract id (repeat for several, at most 100).",
                 ),
+                Param(
+                    "sec_type",
+                    help="What the underlying is, for IBKR's contract search: STK (stock or "
+                    "ETF), IND (index, e.g. SPX) or BOND. A STK search that finds nothing "
+                    "is retried as IND (with a note).",
+                    type="choice",
+                    choices=("STK", "IND", "BOND"),
+                    default="STK",
+                    metavar="STK|IND|BOND",
+                ),
             ],
             fetch=f"{R}:fetch_greeks",
             schema=f"{R}:GreeksSchema",
-            endpoints=[STRIKES, INFO, SNAPSHOT],
+            endpoints=[STRIKES, INFO, SNAPSHOT, SECDEF],
             columns=[
                 "conid",
                 "description",

@@ -23,11 +23,11 @@ from ibgw.contracts import poll_interval as _interval
 from ibgw.contracts import strike_list as _strike_list
 from ibgw.contracts import strike_text as _strike_text
 from ibgw.contracts import text_value as _text
-from ibgw.errors import Unavailable, UsageError
+from ibgw.errors import IbgwError, NotServed, SessionError, Unavailable, UsageError
 from ibgw.parse import integer, number, price_flag
 from ibgw.runner import not_entitled
 
-from . import INFO, SNAPSHOT, STRIKES
+from . import INFO, SECDEF, SNAPSHOT, STRIKES
 
 MAX_CONIDS = 100
 SNAPSHOT_POLLS = 5
@@ -37,7 +37,9 @@ PRICE_INTERVAL = 0.3
 GREEKS = {"7308": "delta", "7309": "gamma", "7310": "theta", "7311": "vega", "7633": "implied_vol"}
 QUOTE = {"31": "last", "84": "bid", "86": "ask", "7635": "mark"}
 IDENTITY = ("55", "6070", "201", "7219", "7220")
-FIELDS = ",".join([*QUOTE, *GREEKS, "7638", "7089", "87", "6509", *IDENTITY])
+# volume: 7762 (the day volume as a whole number) where sent, else 87 ("1.2K"); never
+# 7089, which is the *underlying's* option volume (reference §5.1 "option stats")
+FIELDS = ",".join([*QUOTE, *GREEKS, "7638", "87", "7762", "6509", *IDENTITY])
 OPTION_TYPES = ("OPT", "FOP", "WAR", "IOPT")
 AVAILABILITY = {
     "R": "real-time",
@@ -95,13 +97,15 @@ def _underlying_price(ctx, conid: int) -> float | None:
     return None
 
 
-def _contracts_for(ctx, symbol, month, strike, right, exchange) -> tuple[list[dict], dict]:
+def _contracts_for(
+    ctx, symbol, month, strike, right, exchange, sec_type="STK"
+) -> tuple[list[dict], dict]:
     """The option contracts of SYMBOL for the strike and rights, and the info rows by conid."""
     rights = _parse_right(right)
     exchange = str(exchange or "SMART").strip().upper()
     if month is not None:
         _parse_month(month)
-    und = ctx.resolve_symbol(symbol)
+    und = ctx.resolve_symbol(symbol, sec_type=sec_type or "STK")
     months = sorted(dict.fromkeys(m.upper() for m in und.get("months") or []), key=_month_key)
     if not months:
         raise UsageError(f"{und['symbol']} has no listed options", reason="no-options")
@@ -252,6 +256,51 @@ def availability(code) -> str | None:
     return AVAILABILITY.get(text[0], f"unknown ({text[:3]})")
 
 
+def _volume(v: dict) -> int | None:
+    """The contract's day volume: 7762 (a whole number) where present, else 87
+    (formatted, ``"1.2K"``). Field 7089 is the underlying's option volume, not this."""
+    for field in ("7762", "87"):
+        value = integer(v.get(field))
+        if value is not None and value >= 0:
+            return value
+    return None
+
+
+def _search_underlyings(ctx, conids: list[int], sec_type: str) -> None:
+    """IBKR: "for derivative contracts /iserver/secdef/search must be called first".
+    For bare conids the underlyings are found with ``/trsrv/secdef`` (an option's
+    ``ticker`` is its underlying's symbol) and searched (cached for the session).
+    When that cannot be done the snapshot is still tried, with a note."""
+    try:
+        data = ctx.call(SECDEF, query={"conids": ",".join(map(str, conids))})
+    except (NotServed, UsageError):
+        data = None
+    except SessionError:
+        raise
+    entries = data.get("secdef") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        ctx.note(
+            "the underlyings of these conids could not be looked up (/trsrv/secdef); "
+            "the snapshot may stay empty"
+        )
+        return
+    symbols = []
+    for e in entries:
+        if not isinstance(e, dict):
+            continue
+        kind = (_text(e.get("assetClass")) or "").upper()
+        ticker = _text(e.get("ticker"))
+        if kind in OPTION_TYPES and ticker and ticker.upper() not in symbols:
+            symbols.append(ticker.upper())
+    for ticker in symbols:
+        try:
+            ctx.resolve_symbol(ticker, sec_type=sec_type or "STK")
+        except SessionError:
+            raise
+        except IbgwError:
+            ctx.note(f"the contract search for the underlying {ticker} failed")
+
+
 def _row(conid: int, v: dict, info: dict | None) -> dict:
     info = info or {}
     symbol = _text(v.get("55")) or info.get("symbol")
@@ -271,9 +320,7 @@ def _row(conid: int, v: dict, info: dict | None) -> dict:
         "strike": info.get("strike"),
         "right": right if right in ("C", "P") else None,
         "open_interest": integer(v.get("7638")),
-        "volume": integer(v.get("7089"))
-        if v.get("7089") not in (None, "")
-        else integer(v.get("87")),
+        "volume": _volume(v),
         "availability": availability(v.get("6509")),
     }
     for f, name in {**QUOTE, **GREEKS}.items():
@@ -282,7 +329,14 @@ def _row(conid: int, v: dict, info: dict | None) -> dict:
 
 
 def fetch_greeks(
-    ctx, symbol=None, month=None, strike=None, right=None, exchange="SMART", conid=None
+    ctx,
+    symbol=None,
+    month=None,
+    strike=None,
+    right=None,
+    exchange="SMART",
+    conid=None,
+    sec_type="STK",
 ):
     conids = list(dict.fromkeys(conid or []))
     if conids and symbol:
@@ -307,7 +361,9 @@ def fetch_greeks(
         _parse_right(right)  # input errors before any call
         if month is not None:
             _parse_month(month)
-        conids, infos = _contracts_for(ctx, symbol, month, strike, right, exchange)
+        conids, infos = _contracts_for(ctx, symbol, month, strike, right, exchange, sec_type)
+    else:
+        _search_underlyings(ctx, conids, sec_type)
 
     values = poll_snapshot(ctx, conids)
     with_greeks = [c for c in conids if _has_greeks(values[c])]

@@ -32,6 +32,16 @@ MONTH_P = Param(
     help="Expiry month as MMMYY, e.g. APR26 (default: the nearest listed month).",
     metavar="MMMYY",
 )
+SEC_TYPE_P = Param(
+    "sec_type",
+    help="What the symbol is, for IBKR's contract search: STK (stock or ETF), IND (index, "
+    "e.g. SPX, NDX, VIX) or BOND. A STK search that finds nothing for the symbol is "
+    "retried as IND (with a note).",
+    type="choice",
+    choices=("STK", "IND", "BOND"),
+    default="STK",
+    metavar="STK|IND|BOND",
+)
 EXCHANGE_P = Param(
     "exchange",
     help="Option exchange.",
@@ -54,6 +64,7 @@ def ibgw_register_reads(register):
             "listed there.",
             params=[
                 SYMBOL,
+                SEC_TYPE_P,
                 Param(
                     "exchange",
                     help="Only if listed on this option exchange.",
@@ -76,7 +87,7 @@ def ibgw_register_reads(register):
             description="The strikes /iserver/secdef/strikes lists for the month (the union "
             "over its weekly and monthly expiries); call and put say which rights "
             "are listed. An empty list prints '(no rows)' with a note and exits 0.",
-            params=[SYMBOL, MONTH_P, EXCHANGE_P],
+            params=[SYMBOL, MONTH_P, EXCHANGE_P, SEC_TYPE_P],
             fetch=f"{R}:fetch_strikes",
             schema=f"{R}:StrikeSchema",
             endpoints=[STRIKES],
@@ -113,6 +124,7 @@ def ibgw_register_reads(register):
                 Param("min_strike", type="float", minimum=0, metavar="X", help="Lowest strike."),
                 Param("max_strike", type="float", minimum=0, metavar="Y", help="Highest strike."),
                 EXCHANGE_P,
+                SEC_TYPE_P,
             ],
             fetch=f"{R}:fetch_chain",
             schema=f"{R}:ContractSchema",

@@ -75,9 +75,11 @@ def parse_exchange(value: str | None) -> str:
 
 
 # -- shared steps -------------------------------------------------------------------------
-def underlying(ctx, symbol: str) -> dict:
-    """The underlying's contract from the search; a usage error when it has no options."""
-    und = ctx.resolve_symbol(symbol)
+def underlying(ctx, symbol: str, sec_type: str = "STK") -> dict:
+    """The underlying's contract from the search (``sec_type`` STK, IND or BOND; a
+    STK search that finds nothing is retried as IND); a usage error when it has no
+    options."""
+    und = ctx.resolve_symbol(symbol, sec_type=sec_type or "STK")
     if not und.get("months"):
         raise UsageError(f"{und['symbol']} has no listed options", reason="no-options")
     return und
@@ -208,8 +210,8 @@ def underlying_price(ctx, und: dict) -> float | None:
 
 
 # -- reads --------------------------------------------------------------------------------
-def fetch_expirations(ctx, symbol, exchange=None):
-    und = underlying(ctx, symbol)
+def fetch_expirations(ctx, symbol, exchange=None, sec_type="STK"):
+    und = underlying(ctx, symbol, sec_type)
     exchanges = [x.upper() for x in und.get("option_exchanges") or []]
     if exchange is not None:
         wanted = parse_exchange(exchange)
@@ -221,11 +223,11 @@ def fetch_expirations(ctx, symbol, exchange=None):
     ]
 
 
-def fetch_strikes(ctx, symbol, month=None, exchange="SMART"):
+def fetch_strikes(ctx, symbol, month=None, exchange="SMART", sec_type="STK"):
     exchange = parse_exchange(exchange)
     if month is not None:
         parse_month(month)
-    und = underlying(ctx, symbol)
+    und = underlying(ctx, symbol, sec_type)
     month = choose_month(ctx, und, month)
     check_exchange(und, exchange)
     calls, puts = fetch_strike_lists(ctx, und, month, exchange)
@@ -260,6 +262,7 @@ def fetch_chain(
     min_strike=None,
     max_strike=None,
     exchange="SMART",
+    sec_type="STK",
 ):
     # input first: nothing is sent for a request that cannot be right
     rights = parse_right(right)
@@ -274,7 +277,7 @@ def fetch_chain(
     if min_strike is not None and max_strike is not None and min_strike > max_strike:
         raise UsageError("min-strike is above max-strike", reason="invalid-parameter")
 
-    und = underlying(ctx, symbol)
+    und = underlying(ctx, symbol, sec_type)
     month = choose_month(ctx, und, month)
     check_exchange(und, exchange)
     calls, puts = fetch_strike_lists(ctx, und, month, exchange)
