@@ -213,6 +213,44 @@ def status_from_error(exc) -> SessionStatus:
     return SessionStatus(state, reason, getattr(exc, "message", str(exc)), getattr(exc, "hint", ""))
 
 
+def observe_session(gateway, status: SessionStatus, session_token=None) -> bool:
+    """Remember what a status check or keepalive saw on this transport, and when it
+    shows a *new* brokerage session drop what the old one was primed with
+    (``Gateway._forget_session``: the prerequisite calls and the symbol-search
+    cache). Returns whether a reset was detected.
+
+    A reset is seen without any read failing (IBKR resets sessions nightly; a user
+    logs in again): the status goes from not authenticated to usable, or the
+    ``/tickle`` ``session`` value changes while usable. That value is a secret: only
+    its SHA-256 digest is kept, in memory, and never shown. Matters for the
+    long-running MCP server, whose transport outlives sessions."""
+    transport = getattr(gateway, "transport", None)
+    if transport is None:
+        return False
+    seen = transport.__dict__.setdefault("_ibgw_session_seen", {})
+    reset = False
+    if status.usable:
+        if seen.get("usable") is False:
+            reset = True
+        if isinstance(session_token, str) and session_token:
+            import hashlib
+
+            digest = hashlib.sha256(session_token.encode("utf-8", "replace")).hexdigest()
+            if seen.get("session") not in (None, digest):
+                reset = True
+            seen["session"] = digest
+        seen["usable"] = True
+    elif status.state == MANUAL:
+        # logged out, expired, competing: whatever comes next is a new session
+        seen["usable"] = False
+    # unavailable (gateway down, 5xx, timeout) says nothing about the session
+    if reset:
+        forget = getattr(gateway, "_forget_session", None)
+        if forget is not None:
+            forget()
+    return reset
+
+
 class SessionGuard:
     """Cross-process record that a keepalive found the session expired.
 

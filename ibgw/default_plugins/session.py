@@ -11,33 +11,51 @@ STATUS_COLUMNS = ("state", "reason", "message", "hint", "build")
 def ibgw_session_status(gateway):
     from ibgw.endpoints import AUTH_STATUS
     from ibgw.errors import IbgwError, SessionError
-    from ibgw.session import SessionStatus, classify_auth_status, status_from_error
+    from ibgw.session import (
+        SessionStatus,
+        classify_auth_status,
+        observe_session,
+        status_from_error,
+    )
 
     try:
         data = gateway.call(AUTH_STATUS)
     except SessionError as exc:
-        return status_from_error(exc)
+        status = status_from_error(exc)
+        observe_session(gateway, status)
+        return status
     except IbgwError:
         return SessionStatus.of("unexpected-status")
-    return classify_auth_status(data)
+    status = classify_auth_status(data)
+    observe_session(gateway, status)  # a new session (e.g. after IBKR's nightly reset)
+    return status
 
 
 @hookimpl(trylast=True)
 def ibgw_keepalive(gateway):
     from ibgw.endpoints import TICKLE
     from ibgw.errors import MANUAL, IbgwError, SessionError
-    from ibgw.session import KeepaliveResult, SessionStatus, classify_tickle, status_from_error
+    from ibgw.session import (
+        KeepaliveResult,
+        SessionStatus,
+        classify_tickle,
+        observe_session,
+        status_from_error,
+    )
 
     try:
         data = gateway.call(TICKLE)
     except SessionError as exc:
         status = status_from_error(exc)
+        observe_session(gateway, status)
         return KeepaliveResult(
             "keepalive-expired" if status.state == MANUAL else "keepalive-failed", status
         )
     except IbgwError:
         return KeepaliveResult("keepalive-failed", SessionStatus.of("unexpected-status"))
-    return classify_tickle(data)
+    result = classify_tickle(data)
+    observe_session(gateway, result.status, data.get("session") if isinstance(data, dict) else None)
+    return result
 
 
 def check_status(app, actor="cli"):
