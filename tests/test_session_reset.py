@@ -7,7 +7,6 @@ in the current session before strikes, info and derivative snapshots)."""
 
 from __future__ import annotations
 
-
 import pytest
 
 
