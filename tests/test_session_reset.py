@@ -63,7 +63,7 @@ def test_a_status_change_mid_run_drops_the_symbol_cache(mcp):
     assert _searches(server) == 2
 
 
-def test_a_new_tickle_session_drops_the_symbol_cache(ibgw_pm, ibgw_responses, ibgw_cli):
+def test_a_new_tickle_session_drops_the_symbol_cache(ibgw_pm, ibgw_responses):
     """Keepalive sees a different /tickle session while usable: a new session."""
     import ibgw_options
 
