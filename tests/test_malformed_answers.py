@@ -81,9 +81,10 @@ class Hostile:
 @pytest.fixture
 def hostile(ibgw_pm):
     import ibgw_fx
+    import ibgw_greeks
     import ibgw_options
 
-    for plugin in (ibgw_fx, ibgw_options):
+    for plugin in (ibgw_fx, ibgw_options, ibgw_greeks):
         if not any(p is plugin for p in ibgw_pm.get_plugins()):
             ibgw_pm.register(plugin)
     with Hostile() as server:
@@ -151,3 +152,32 @@ def test_malformed_exchange_rate_is_unavailable(ibgw_cli, hostile, body):
 def test_unparsable_answer_hint_is_about_the_answer(ibgw_cli, hostile):
     hostile.bodies["/portfolio/accounts"] = b'[{"accountId": "DU1'  # truncated JSON
     _blames_the_gateway(_run(ibgw_cli, hostile, "accounts", "list"))
+
+
+SPY_SEARCH = json.dumps(
+    [
+        {
+            "conid": "756733",
+            "symbol": "SPY",
+            "description": "ARCA",
+            "sections": [{"secType": "OPT", "months": "APR26", "exchange": "SMART"}],
+        }
+    ]
+).encode()
+
+
+def test_option_info_without_contract_ids_is_unavailable(ibgw_cli, hostile):
+    hostile.bodies["/iserver/secdef/search"] = SPY_SEARCH
+    hostile.bodies["/iserver/secdef/strikes"] = b'{"call": [500], "put": [500]}'
+    hostile.bodies["/iserver/secdef/info"] = b'[{"conid": null, "symbol": "SPY"}]'
+    args = ("greeks", "SPY", "--month", "APR26", "--strike", "500", "--right", "C")
+    _blames_the_gateway(_run(ibgw_cli, hostile, *args))
+
+
+def test_no_option_contracts_from_a_well_formed_answer_is_still_a_usage_error(ibgw_cli, hostile):
+    hostile.bodies["/iserver/secdef/search"] = SPY_SEARCH
+    hostile.bodies["/iserver/secdef/strikes"] = b'{"call": [500], "put": [500]}'
+    hostile.bodies["/iserver/secdef/info"] = b"[]"
+    args = ("greeks", "SPY", "--month", "APR26", "--strike", "500", "--right", "C")
+    result = _run(ibgw_cli, hostile, *args)
+    assert result.exit_code == 2 and _error(result)["reason"] == "no-contracts"

@@ -161,6 +161,7 @@ def _contracts_for(
         strike = match[0]
 
     infos: dict[int, dict] = {}
+    answered = False  # the info answers held entries (usable or not)
     for r in rights:
         if strike not in listed[r]:
             continue
@@ -181,6 +182,7 @@ def _contracts_for(
             raise Unavailable(
                 "unexpected answer from /iserver/secdef/info", reason="malformed-response"
             )
+        answered = answered or bool(answer)
         for entry in answer or []:
             conid = integer(entry.get("conid")) if isinstance(entry, dict) else None
             if conid is None or conid <= 0 or conid in infos:
@@ -198,6 +200,12 @@ def _contracts_for(
                 "right": ((_text(entry.get("right")) or r).upper()[:1]) or r,
             }
     if not infos:
+        if answered:
+            # entries came back, but none with a contract id: the answer is at fault
+            raise Unavailable(
+                "unexpected answer from /iserver/secdef/info (no contract ids)",
+                reason="malformed-response",
+            )
         raise UsageError(
             f"no option contracts for {label} strike {_strike_text(strike)}", reason="no-contracts"
         )
