@@ -120,8 +120,8 @@ def resolve_symbol(ctx, symbol: str, sec_type: str = "STK", exchange: str | None
         raise UsageError(
             f"unknown symbol {symbol}",
             reason="unknown-symbol",
-            hint="Check the ticker (an index needs --sec-type IND, a bond --sec-type BOND); "
-            "use --conid to give a contract id directly.",
+            hint="Check the ticker (a bond needs --sec-type BOND; an index is tried "
+            "automatically); use --conid to give a contract id directly.",
         )
     if exchange:
         wanted = exchange.strip().upper()
