@@ -343,3 +343,59 @@ def test_live_against_fake_gateway_matches_the_fake_backend(
     slots = json.loads((state / "pacing.json").read_text())["slots"]
     wanted = {"pnl": "pnl", "performance": "pa", "allocation": "global"}[name]
     assert slots.get(wanted)
+
+
+def test_performance_after_the_window_a_refused_call_serves_the_stale_report(
+    ibgw_pm, ibgw_cli, ibgw_responses, ibgw_env
+):
+    ibgw_pm.register(ibgw_portfolio)
+    base = ibgw_responses.base
+    ibgw_responses.get(f"{base}/portfolio/accounts", json=ACCOUNTS)
+    report = {
+        "nav": {"dates": ["20260302"], "data": [{"id": "DU1234567", "navs": [1000.0]}]},
+        "cps": {"dates": ["20260302"], "data": [{"id": "DU1234567", "returns": [0.01]}]},
+    }
+    ok = ibgw_responses.post(f"{base}/pa/performance", json=report)
+    first = ibgw_cli("--backend", "live", "-o", "json", "portfolio", "performance")
+    assert first.exit_code == 0, first.stderr
+    # age the cached report past IBKR's 15-minute window
+    for path in (ibgw_env / "state" / "cache").iterdir():
+        entry = json.loads(path.read_text())
+        entry["t"] -= 1000
+        path.write_text(json.dumps(entry))
+    ibgw_responses.remove(ok)
+    ibgw_responses.post(f"{base}/pa/performance", status=429, json={"error": "Too Many Requests"})
+    second = ibgw_cli("--backend", "live", "-o", "json", "portfolio", "performance")
+    assert second.exit_code == 0, second.stderr
+    assert json.loads(second.stdout) == json.loads(first.stdout)
+    assert "IBKR allows one performance report per 15 minutes: showing the report cached" in (
+        second.stderr
+    )
+    assert sum(c.request.url.endswith("/pa/performance") for c in ibgw_responses.calls) == 2
+
+
+def test_published_limits_apply_whatever_the_declared_class():
+    from ibgw import Endpoint
+    from ibgw.declarations import PACING_CLASSES, pacing_classes
+
+    assert PACING_CLASSES["pnl"] == (1, 5.0)
+    assert "pnl" in pacing_classes(Endpoint("GET", "/iserver/account/pnl/partitioned"))
+    assert "pa" in pacing_classes(ibgw_portfolio.PA_PERFORMANCE)
+
+
+@pytest.mark.parametrize("name", sorted(READS))
+def test_installed_console_script_answers_json(ibgw_subprocess_env, name):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ibgw = str(Path(sys.executable).with_name("ibgw"))
+    run = subprocess.run(
+        [ibgw, "--backend", "fake", "-o", "json", *READS[name]],
+        capture_output=True,
+        text=True,
+        env=ibgw_subprocess_env,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)

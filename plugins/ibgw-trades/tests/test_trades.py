@@ -319,3 +319,27 @@ def test_order_write_declared_by_a_read_is_refused_before_any_byte(
     ibgw_responses.get(f"{base}/iserver/account/trades", json=[SPEC_EXAMPLE])
     ok = ibgw_cli("--backend", "live", "-o", "json", "trades")
     assert ok.exit_code == 0 and json.loads(ok.stdout)[0]["execution_id"]
+
+
+def test_published_limit_applies_whatever_the_declared_class():
+    from ibgw.declarations import PACING_CLASSES, pacing_classes
+
+    assert PACING_CLASSES["trades"] == (1, 5.0)
+    assert "trades" in pacing_classes(Endpoint("GET", "/iserver/account/trades"))
+
+
+def test_installed_console_script_answers_json(ibgw_subprocess_env):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ibgw = str(Path(sys.executable).with_name("ibgw"))
+    run = subprocess.run(
+        [ibgw, "--backend", "fake", "-o", "json", "trades"],
+        capture_output=True,
+        text=True,
+        env=ibgw_subprocess_env,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)
