@@ -133,7 +133,7 @@ class Gateway:
 
     def _prerequisites(self, endpoint: Endpoint) -> None:
         p = endpoint.path
-        if p.startswith("/iserver/marketdata/"):
+        if p.startswith(("/iserver/marketdata/", "/iserver/account/")):
             self._prime("iserver-accounts", core_endpoints.ISERVER_ACCOUNTS)
         elif p.startswith("/portfolio/") and p not in (
             "/portfolio/accounts",

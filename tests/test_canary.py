@@ -134,7 +134,7 @@ class CanaryRoutes:
 # Reads that declare no probe (because probing would spend a scarce IBKR allowance,
 # such as /pa/transactions' one call per 15 minutes) are run here with these
 # parameters instead; a read with neither fails test_every_read_is_covered.
-EXAMPLES = {"transfers transactions": {"symbol": "AAPL"}}
+EXAMPLES = {"transfers transactions": {"symbol": "AAPL"}, "portfolio performance": {}}
 
 
 def _reads():

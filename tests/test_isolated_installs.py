@@ -127,6 +127,8 @@ def test_each_plugin_alone(tmp_path, wheelhouse, plugin):
         "calendar",
         "fx",
         "transfers",
+        "portfolio",
+        "trades",
     } - categories
     for category in others:
         assert f"  {category} " not in help_text, f"{category} appears without its plugin"
