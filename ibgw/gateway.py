@@ -14,6 +14,7 @@ import json
 import re
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote
 
@@ -28,8 +29,9 @@ from .errors import (
     Unavailable,
     UsageError,
 )
+from .policy import check_request, is_denied
 from .session import REASONS, SessionGuard, SessionStatus
-from .transport import Request, Response, TransportError
+from .transport import Request, Response, TransportError, claim_minter
 
 SESSION_PATHS = {core_endpoints.AUTH_STATUS.path, core_endpoints.TICKLE.path}
 
@@ -108,10 +110,8 @@ class Gateway:
             self.auditor.denied(self.command, endpoint.method, endpoint.path, reason)
         raise PolicyRefused(message, reason=reason)
 
-    def _check_declared(self, endpoint: Endpoint) -> None:
-        from .policy import is_denied
-
-        denied = is_denied(endpoint.method, endpoint.path)
+    def _check_declared(self, endpoint: Endpoint, _is_denied=is_denied) -> None:
+        denied = _is_denied(endpoint.method, endpoint.path)
         if denied:
             self._deny(
                 endpoint, f"refused by the read-only policy: {endpoint.method} {endpoint.path}"
@@ -171,10 +171,13 @@ class Gateway:
         return text
 
     def _build(
-        self, endpoint: Endpoint, path: Mapping, query: Mapping, body: Mapping | None
+        self,
+        endpoint: Endpoint,
+        path: Mapping,
+        query: Mapping,
+        body: Mapping | None,
+        _check_request=check_request,
     ) -> Request:
-        from .policy import check_request
-
         missing = [v for v in endpoint.path_vars if v not in path]
         if missing:
             raise UsageError(f"missing path parameter {missing[0]}", reason="invalid-parameter")
@@ -200,7 +203,7 @@ class Gateway:
             data = json.dumps(payload, separators=(",", ":")).encode()
         elif body:
             raise PolicyRefused(f"refused: GET {endpoint.path} with a body", reason="body-on-get")
-        check_request(endpoint.method, final, tuple(pairs))
+        _check_request(endpoint.method, final, tuple(pairs))
         deadline = time.monotonic() + float(getattr(self.config, "timeout", 15.0))
         return Request(endpoint.method, final, tuple(pairs), data, deadline, endpoint.path)
 
@@ -220,7 +223,7 @@ class Gateway:
             self.pacer.acquire(pacing_classes(endpoint), request.deadline)
         try:
             try:
-                response = self.transport.send(request)
+                response = _send_checked(self.transport, request)
             except TransportError as exc:
                 reason = exc.kind if exc.kind in REASONS else "gateway-down"
                 raise error_for(reason) from None
@@ -228,6 +231,16 @@ class Gateway:
         except SessionError:
             self._forget_session()
             raise
+
+    def memo(self, name: str) -> dict:
+        """A dict shared by every facade over this transport (one process), for what
+        the core remembers per session (symbol searches); emptied with the session."""
+        return self.transport.__dict__.setdefault("_ibgw_" + name, {})
+
+    def mark_primed(self, name: str) -> None:
+        """Record that a prerequisite (``iserver-accounts``, ``portfolio-accounts``)
+        was satisfied by a call made another way."""
+        self._primed.add(name)
 
     def _forget_session(self) -> None:
         """A session problem may mean a new brokerage session later (IBKR resets them
@@ -286,3 +299,28 @@ class Gateway:
         if 300 <= status < 400:
             raise error_for("redirect-refused")
         raise error_for("unexpected-status")
+
+
+# -- the hand-off to the transport ----------------------------------------------------
+def _facade_sender():
+    """``send_checked(transport, request)``: the only code that holds the transports'
+    minters (in this closure). It runs the read-only policy on the final request once
+    more (the function bound when ibgw.gateway was imported), mints the single-use
+    ticket for that exact request, and sends."""
+    lock = threading.Lock()
+    minters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def send_checked(transport, request: Request, _check_request=check_request) -> Response:
+        _check_request(request.method, request.path, request.query)
+        mint = minters.get(transport)
+        if mint is None:
+            with lock:
+                mint = minters.get(transport)
+                if mint is None:
+                    mint = minters[transport] = claim_minter(transport)
+        return transport.send(request, mint(request))
+
+    return send_checked
+
+
+_send_checked = _facade_sender()

@@ -54,7 +54,7 @@ def _contract(entry: dict, symbol: str) -> dict:
 def resolve_symbol(ctx, symbol: str, sec_type: str = "STK", exchange: str | None = None) -> dict:
     """The contract for ``symbol``: the US primary listing unless ``exchange`` is given."""
     symbol = normalise_symbol(symbol)
-    cache = ctx._gateway.transport.__dict__.setdefault("_ibgw_symbols", {})
+    cache = ctx._memo("symbols")
     key = (symbol, sec_type)
     results = cache.get(key)
     if results is None:
@@ -84,7 +84,7 @@ def resolve_symbol(ctx, symbol: str, sec_type: str = "STK", exchange: str | None
 
 def account_ids(ctx) -> list[str]:
     data = ctx.call(E.PORTFOLIO_ACCOUNTS)
-    ctx._gateway._primed.add("portfolio-accounts")
+    ctx._mark_primed("portfolio-accounts")
     ids = []
     for entry in data if isinstance(data, list) else []:
         if isinstance(entry, dict):
