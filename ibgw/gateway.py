@@ -75,6 +75,10 @@ class Gateway:
         )
         # prerequisites already satisfied by this transport (shared by gateways of one process)
         self._primed = transport.__dict__.setdefault("_ibgw_primed", set())
+        try:
+            _adopt(transport)  # the send capability: the facade's from now on
+        except PolicyRefused:
+            pass  # not a ibgw.transport.Transport: every send through it is refused
 
     # -- public -------------------------------------------------------------
     def call(
@@ -310,17 +314,22 @@ def _facade_sender():
     lock = threading.Lock()
     minters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def send_checked(transport, request: Request, _check_request=check_request) -> Response:
-        _check_request(request.method, request.path, request.query)
+    def adopt(transport):
+        """Claim ``transport``'s minter (once); the facade does it when it is built,
+        before any plugin code runs with that transport."""
         mint = minters.get(transport)
         if mint is None:
             with lock:
                 mint = minters.get(transport)
                 if mint is None:
                     mint = minters[transport] = claim_minter(transport)
-        return transport.send(request, mint(request))
+        return mint
 
-    return send_checked
+    def send_checked(transport, request: Request, _check_request=check_request) -> Response:
+        _check_request(request.method, request.path, request.query)
+        return transport.send(request, adopt(transport)(request))
+
+    return send_checked, adopt
 
 
-_send_checked = _facade_sender()
+_send_checked, _adopt = _facade_sender()

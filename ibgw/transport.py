@@ -170,9 +170,10 @@ class Transport:
     says whether IBKR's pacing applies (true for anything that reaches a gateway
     over the network, false for the in-process fake).
 
-    Subclasses call ``super().__init__()`` and implement :meth:`_deliver`; ``send``
-    is set per instance here (a subclass cannot skip the ticket and policy check by
-    overriding it)."""
+    Subclasses call ``super().__init__()`` and implement :meth:`_deliver` (a
+    subclass written before that, which overrides ``send(request)``, still works:
+    its ``send`` becomes the delivery). ``send`` is set per instance here, so a
+    subclass cannot skip the ticket and the policy check by overriding it."""
 
     name = "base"
     paced = True
@@ -181,7 +182,8 @@ class Transport:
         from .policy import check_request  # by reference, now: later rebinding is moot
 
         redeem = _issue(self)
-        deliver = self._deliver
+        own_send = type(self).send
+        deliver = self._deliver if own_send is Transport.send else own_send.__get__(self)
 
         def send(request: Request, ticket=None) -> Response:
             """Send ``request`` if ``ticket`` is the facade's ticket for it."""

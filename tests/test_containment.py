@@ -222,3 +222,40 @@ def test_a_ticket_is_single_use_and_bound_to_its_request(ibgw_pm):
         order = Request("POST", "/iserver/account/DU1/orders", (), b"{}")
         t.send(order, mint(order))  # a valid ticket does not make a write allowed
     assert info.value.reason in ("denied-endpoint", "post-not-allowed")
+
+
+def test_the_facade_holds_the_minter_before_any_plugin_code_runs(ibgw_pm):
+    from ibgw.app import App
+    from ibgw.errors import PolicyRefused
+    from ibgw.transport import claim_minter
+
+    app = App(ibgw_pm, {"backend": "fake"})
+    read = next(iter(app.reads))
+    app.gateway(read=read)  # what run_read builds before calling the fetch function
+    with pytest.raises(PolicyRefused) as info:
+        claim_minter(app.transport)
+    assert info.value.reason == "capability-claimed"
+    app.close()
+
+
+def test_a_backend_written_against_send_still_works_and_is_still_checked(ibgw_pm):
+    """The documented ibgw_backend example overrides ``send(request)``: it keeps
+    working through the facade, and a direct call is still refused."""
+    from ibgw.errors import PolicyRefused
+    from ibgw.gateway import _send_checked
+    from ibgw.transport import Request, Response, Transport
+
+    class Replay(Transport):
+        name, paced, seen = "replay", False, []
+
+        def send(self, request):
+            self.seen.append(request.path)
+            return Response(200, b"{}")
+
+    t = Replay()
+    assert _send_checked(t, Request("GET", "/iserver/accounts")).status == 200
+    with pytest.raises(PolicyRefused):
+        t.send(Request("GET", "/iserver/accounts"))
+    with pytest.raises(PolicyRefused):
+        _send_checked(t, Request("POST", "/iserver/account/DU1/orders", (), b"{}"))
+    assert Replay.seen == ["/iserver/accounts"]
