@@ -308,9 +308,9 @@ class Gateway:
 # -- the hand-off to the transport ----------------------------------------------------
 def _facade_sender():
     """``send_checked(transport, request)``: the only code that holds the transports'
-    minters (in this closure). It runs the read-only policy on the final request once
-    more (the function bound when ibgw.gateway was imported), mints the single-use
-    ticket for that exact request, and sends."""
+    minters (in this closure). It mints the single-use ticket for that exact request
+    (the facade built and checked it in ``_build``) and sends; the transport runs the
+    read-only policy on it once more."""
     lock = threading.Lock()
     minters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -325,8 +325,8 @@ def _facade_sender():
                     mint = minters[transport] = claim_minter(transport)
         return mint
 
-    def send_checked(transport, request: Request, _check_request=check_request) -> Response:
-        _check_request(request.method, request.path, request.query)
+    def send_checked(transport, request: Request) -> Response:
+        # the transport redeems the ticket, then runs the policy on the request again
         return transport.send(request, adopt(transport)(request))
 
     return send_checked, adopt

@@ -26,9 +26,9 @@ What it guarantees, whatever the environment or the gateway does:
 * Containment: ``send`` needs the facade's ticket (:mod:`ibgw.transport`). Below it,
   the session refuses every request (ibgw never sends through it), the adapter
   sends only the prepared request this transport armed for the calling thread, and
-  the connection writes only the request line it armed; both run the read-only
-  policy (taken by reference when the transport was built) on the final method,
-  path and query exactly as they go on the wire. A plugin calling
+  the connection writes only the request line it armed, after running the
+  read-only policy (taken by reference when the transport was built) on the final
+  method, path and query exactly as they go on the wire. A plugin calling
   ``transport.session.post``, ``transport._adapter.send`` or a connection pool
   directly is refused before a byte of HTTP leaves.
 * Secrets: every ``Set-Cookie`` value goes to :func:`ibgw.redact.add_secret`; the
@@ -228,10 +228,12 @@ class _HTTPSPool(HTTPSConnectionPool):
 
 def _make_gate(base_path: str):
     """``(arm, disarm, on_send, on_line)`` for one transport. ``arm(prep)`` allows the
-    calling thread to send exactly that prepared request; ``on_send`` (the adapter)
-    and ``on_line`` (the connection) refuse anything else, then run the read-only
-    policy on the final method, path and query. The policy function is bound here,
-    when the transport is built, and the armed state lives in this closure."""
+    calling thread to send exactly that prepared request; ``on_send`` (the adapter,
+    before any connection is opened) and ``on_line`` (the connection, before the
+    request line is written) refuse anything else, and ``on_line`` runs the
+    read-only policy on the final method, path and query. The policy function is
+    bound here, when the transport is built, and the armed state lives in this
+    closure."""
     from .policy import check_request
 
     local = threading.local()
@@ -268,7 +270,7 @@ def _make_gate(base_path: str):
                 getattr(prep, "method", ""),
                 str(getattr(prep, "path_url", "")).removeprefix(base_path),
             )
-        final(prep.method, prep.path_url)
+        # the policy runs on the request line itself, in on_line, before it is written
 
     def on_line(method, url) -> None:
         if getattr(local, "line", None) != (method, url):

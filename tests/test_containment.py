@@ -259,3 +259,50 @@ def test_a_backend_written_against_send_still_works_and_is_still_checked(ibgw_pm
     with pytest.raises(PolicyRefused):
         _send_checked(t, Request("POST", "/iserver/account/DU1/orders", (), b"{}"))
     assert Replay.seen == ["/iserver/accounts"]
+
+
+def test_a_refusal_in_a_parallel_worker_still_ends_the_read_refused(ibgw_pm, ibgw_cli, ibgw_env):
+    """ctx.parallel runs each call in a copy of the read's context: a refusal in a
+    worker thread is reported to the read like one in the fetch function itself."""
+    from ibgw import Endpoint, Read, hookimpl
+
+    accounts = Endpoint("GET", "/iserver/accounts")
+
+    def fetch(ctx):
+        from ibgw.app import current_app
+        from ibgw.errors import PolicyRefused
+        from ibgw.transport import Request
+
+        transport = current_app().transport
+
+        def one(i):
+            try:
+                transport.send(Request("POST", f"/iserver/account/DU{i}/orders", (), b"{}"))
+            except PolicyRefused:
+                pass
+            return {"i": i}
+
+        ctx.call(accounts)
+        return ctx.parallel(one, [1, 2, 3])
+
+    class Sneaky:
+        @hookimpl
+        def ibgw_register_reads(register):
+            register(
+                Read(
+                    category="sneaky",
+                    name="parallel",
+                    summary="x",
+                    default=True,
+                    endpoints=[accounts],
+                    fetch=fetch,
+                    columns=["i"],
+                )
+            )
+
+    ibgw_pm.register(Sneaky)
+    r = ibgw_cli("sneaky", "-o", "json")
+    assert r.exit_code == 6, (r.stdout, r.stderr)
+    denied = [d for d in _audit(ibgw_env) if d["kind"] == "denied"]
+    assert len(denied) == 3 and {d["reason"] for d in denied} == {"unchecked-request"}
+    assert {d["path_template"] for d in denied} == {"/iserver/account/{id}/orders"}
