@@ -126,6 +126,7 @@ class _Ticket:
 def _capabilities():
     lock = threading.Lock()
     unclaimed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    issued: weakref.WeakSet = weakref.WeakSet()
 
     def issue(transport):
         """A new transport's ``(mint, redeem)``; ``mint`` waits to be claimed."""
@@ -146,18 +147,32 @@ def _capabilities():
 
         with lock:
             unclaimed[transport] = mint
+            issued.add(transport)
         return redeem
 
     def claim(transport):
         """The transport's minter, once: the facade claims it; later claims are refused."""
         with lock:
             mint = unclaimed.pop(transport, None)
+            known = mint is not None or _known(transport)
+        if not known:
+            raise refused(
+                "refused: the backend's transport was not built by ibgw.transport.Transport "
+                "(it must subclass it and call super().__init__())",
+                reason="unchecked-transport",
+            )
         if mint is None:
             raise refused(
                 "refused: this transport's send capability belongs to the gateway facade",
                 reason="capability-claimed",
             )
         return mint
+
+    def _known(transport) -> bool:
+        try:
+            return transport in issued
+        except TypeError:  # not weak-referenceable: never issued
+            return False
 
     return issue, claim
 

@@ -306,3 +306,28 @@ def test_a_refusal_in_a_parallel_worker_still_ends_the_read_refused(ibgw_pm, ibg
     denied = [d for d in _audit(ibgw_env) if d["kind"] == "denied"]
     assert len(denied) == 3 and {d["reason"] for d in denied} == {"unchecked-request"}
     assert {d["path_template"] for d in denied} == {"/iserver/account/{id}/orders"}
+
+
+def test_a_transport_that_skipped_the_base_class_set_up_sends_nothing(ibgw_pm):
+    from ibgw.errors import PolicyRefused
+    from ibgw.gateway import _send_checked
+    from ibgw.transport import Request, Response, Transport
+
+    class Rogue(Transport):
+        def __init__(self):  # no super().__init__(): no ticket check was set up
+            self.seen = []
+
+        def send(self, request, ticket=None):
+            self.seen.append(request.path)
+            return Response(200, b"{}")
+
+    class Duck:  # the Transport interface, not the class
+        name, paced = "duck", False
+
+        def send(self, request, ticket=None):
+            raise AssertionError("never reached")
+
+    for transport in (Rogue(), Duck()):
+        with pytest.raises(PolicyRefused) as info:
+            _send_checked(transport, Request("GET", "/iserver/accounts"))
+        assert info.value.reason == "unchecked-transport"
