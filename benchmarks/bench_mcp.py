@@ -60,7 +60,7 @@ HANDLER_PARTS = [
         "~",
         "<built-in method posix.fsync>|<built-in method posix.fdatasync>",
     ),
-    ("&nbsp;&nbsp;&nbsp;&nbsp;fake transport", "ibgw_fake/transport.py", "send"),
+    ("&nbsp;&nbsp;&nbsp;&nbsp;fake transport", "ibgw_fake/transport.py", "_deliver"),
     ("&nbsp;&nbsp;result building (success_result)", "ibgw/mcp_server.py", "success_result"),
 ]
 

@@ -69,7 +69,7 @@ BREAKDOWN = [
     ("session guard check", "ibgw/session.py", "blocked"),
     ("pacer slot (flock + state file)", "ibgw/pacing.py", "acquire"),
     ("policy and parameter checks (_build)", "ibgw/gateway.py", "_build"),
-    ("HTTP exchange (LiveTransport.send)", "ibgw/live.py", "send"),
+    ("HTTP exchange (LiveTransport.send)", "ibgw/live.py", "_deliver"),
     ("answer parsing (Gateway._interpret)", "ibgw/gateway.py", "_interpret"),
     ("schema shaping (marshmallow)", "ibgw/runner.py", "_shape"),
     ("redaction of the records", "ibgw/redact.py", "data"),
@@ -147,6 +147,7 @@ def run(log) -> dict:
             with _Stub():
                 return ibgw_call()
 
+        from ibgw.gateway import _send_checked  # the facade's hand-off: ticket + policy
         from ibgw.transport import Request
 
         transport = app.transport
@@ -154,8 +155,9 @@ def run(log) -> dict:
 
         def transport_call() -> float:
             t = time.perf_counter()
-            response = transport.send(
-                Request("GET", "/iserver/exchangerate", query, None, time.monotonic() + 10)
+            response = _send_checked(
+                transport,
+                Request("GET", "/iserver/exchangerate", query, None, time.monotonic() + 10),
             )
             elapsed = time.perf_counter() - t
             if response.status != 200:

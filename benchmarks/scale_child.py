@@ -21,7 +21,7 @@ T_START = time.perf_counter()
 PARTS = [
     ("the whole command (cli.main)", "click/core.py", "main"),
     ("run_read: fetch, parse, shape, redact", "ibgw/runner.py", "run_read"),
-    ("&nbsp;&nbsp;HTTP exchanges (LiveTransport.send)", "ibgw/live.py", "send"),
+    ("&nbsp;&nbsp;HTTP exchanges (LiveTransport.send)", "ibgw/live.py", "_deliver"),
     ("&nbsp;&nbsp;strict JSON parsing (loads_strict)", "ibgw/jsonstrict.py", "loads_strict"),
     (
         "&nbsp;&nbsp;secret harvesting over each answer (redact.harvest)",

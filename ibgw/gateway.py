@@ -14,6 +14,7 @@ import json
 import re
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote
 
@@ -28,8 +29,9 @@ from .errors import (
     Unavailable,
     UsageError,
 )
+from .policy import check_request, is_denied
 from .session import REASONS, SessionGuard, SessionStatus
-from .transport import Request, Response, TransportError
+from .transport import Request, Response, TransportError, claim_minter
 
 SESSION_PATHS = {core_endpoints.AUTH_STATUS.path, core_endpoints.TICKLE.path}
 
@@ -73,6 +75,10 @@ class Gateway:
         )
         # prerequisites already satisfied by this transport (shared by gateways of one process)
         self._primed = transport.__dict__.setdefault("_ibgw_primed", set())
+        try:
+            _adopt(transport)  # the send capability: the facade's from now on
+        except PolicyRefused:
+            pass  # not a ibgw.transport.Transport: every send through it is refused
 
     # -- public -------------------------------------------------------------
     def call(
@@ -108,10 +114,8 @@ class Gateway:
             self.auditor.denied(self.command, endpoint.method, endpoint.path, reason)
         raise PolicyRefused(message, reason=reason)
 
-    def _check_declared(self, endpoint: Endpoint) -> None:
-        from .policy import is_denied
-
-        denied = is_denied(endpoint.method, endpoint.path)
+    def _check_declared(self, endpoint: Endpoint, _is_denied=is_denied) -> None:
+        denied = _is_denied(endpoint.method, endpoint.path)
         if denied:
             self._deny(
                 endpoint, f"refused by the read-only policy: {endpoint.method} {endpoint.path}"
@@ -171,10 +175,13 @@ class Gateway:
         return text
 
     def _build(
-        self, endpoint: Endpoint, path: Mapping, query: Mapping, body: Mapping | None
+        self,
+        endpoint: Endpoint,
+        path: Mapping,
+        query: Mapping,
+        body: Mapping | None,
+        _check_request=check_request,
     ) -> Request:
-        from .policy import check_request
-
         missing = [v for v in endpoint.path_vars if v not in path]
         if missing:
             raise UsageError(f"missing path parameter {missing[0]}", reason="invalid-parameter")
@@ -201,7 +208,7 @@ class Gateway:
         elif body:
             raise PolicyRefused(f"refused: GET {endpoint.path} with a body", reason="body-on-get")
         try:
-            check_request(endpoint.method, final, tuple(pairs))
+            _check_request(endpoint.method, final, tuple(pairs))
         except PolicyRefused as exc:  # e.g. a query that makes a read a side effect
             if self.auditor is not None:
                 self.auditor.denied(self.command, endpoint.method, endpoint.path, exc.reason)
@@ -225,7 +232,7 @@ class Gateway:
             self.pacer.acquire(pacing_classes(endpoint), request.deadline)
         try:
             try:
-                response = self.transport.send(request)
+                response = _send_checked(self.transport, request)
             except TransportError as exc:
                 reason = exc.kind if exc.kind in REASONS else "gateway-down"
                 raise error_for(reason) from None
@@ -233,6 +240,16 @@ class Gateway:
         except SessionError:
             self._forget_session()
             raise
+
+    def memo(self, name: str) -> dict:
+        """A dict shared by every facade over this transport (one process), for what
+        the core remembers per session (symbol searches); emptied with the session."""
+        return self.transport.__dict__.setdefault("_ibgw_" + name, {})
+
+    def mark_primed(self, name: str) -> None:
+        """Record that a prerequisite (``iserver-accounts``, ``portfolio-accounts``)
+        was satisfied by a call made another way."""
+        self._primed.add(name)
 
     def _forget_session(self) -> None:
         """A session problem may mean a new brokerage session later (IBKR resets them
@@ -291,3 +308,33 @@ class Gateway:
         if 300 <= status < 400:
             raise error_for("redirect-refused")
         raise error_for("unexpected-status")
+
+
+# -- the hand-off to the transport ----------------------------------------------------
+def _facade_sender():
+    """``send_checked(transport, request)``: the only code that holds the transports'
+    minters (in this closure). It mints the single-use ticket for that exact request
+    (the facade built and checked it in ``_build``) and sends; the transport runs the
+    read-only policy on it once more."""
+    lock = threading.Lock()
+    minters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def adopt(transport):
+        """Claim ``transport``'s minter (once); the facade does it when it is built,
+        before any plugin code runs with that transport."""
+        mint = minters.get(transport)
+        if mint is None:
+            with lock:
+                mint = minters.get(transport)
+                if mint is None:
+                    mint = minters[transport] = claim_minter(transport)
+        return mint
+
+    def send_checked(transport, request: Request) -> Response:
+        # the transport redeems the ticket, then runs the policy on the request again
+        return transport.send(request, adopt(transport)(request))
+
+    return send_checked, adopt
+
+
+_send_checked, _adopt = _facade_sender()

@@ -23,6 +23,14 @@ What it guarantees, whatever the environment or the gateway does:
   gateway that drips headers, chunk sizes or a TLS handshake cannot hold a call.
 * Size: bodies over :data:`MAX_BODY` are ``TransportError(TOO_LARGE)``; a 3xx is
   ``TransportError(REDIRECT)`` and is never followed (its body is not read).
+* Containment: ``send`` needs the facade's ticket (:mod:`ibgw.transport`). Below it,
+  the session refuses every request (ibgw never sends through it), the adapter
+  sends only the prepared request this transport armed for the calling thread, and
+  the connection writes only the request line it armed, after running the
+  read-only policy (taken by reference when the transport was built) on the final
+  method, path and query exactly as they go on the wire. A plugin calling
+  ``transport.session.post``, ``transport._adapter.send`` or a connection pool
+  directly is refused before a byte of HTTP leaves.
 * Secrets: every ``Set-Cookie`` value goes to :func:`ibgw.redact.add_secret`; the
   session's cookie jar is cleared after every call. Errors carry ibgw's own words
   only, and are raised outside any ``except`` block so no exception chain leads
@@ -41,7 +49,7 @@ import time
 import warnings
 from collections.abc import Mapping
 from http.client import HTTPException
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import requests
 import urllib3
@@ -62,6 +70,7 @@ from .transport import (
     Response,
     Transport,
     TransportError,
+    refused,
 )
 
 MAX_BODY = 16 * 1024 * 1024
@@ -168,10 +177,24 @@ _WATCHDOG = _Watchdog()
 _current = threading.local()
 
 
+def _refuse_line(method, url) -> None:
+    raise refused(
+        "refused: a connection not armed by the live transport", "unchecked-request", method, url
+    )
+
+
 class _WatchedMixin:
     """Registers the connection's socket with the current call's watch: the raw
     socket right after it is created (before any TLS handshake), and the live
-    socket again before reading the answer (pooled connections skip connect)."""
+    socket again before reading the answer (pooled connections skip connect).
+    Writes only the request line its transport armed (``_ibgw_line``, set on the
+    per-transport subclass); the base classes refuse every line."""
+
+    _ibgw_line = staticmethod(_refuse_line)
+
+    def putrequest(self, method, url, *args, **kwargs):
+        self._ibgw_line(method, url)
+        return super().putrequest(method, url, *args, **kwargs)
 
     def _new_conn(self):
         sock = super()._new_conn()
@@ -203,18 +226,110 @@ class _HTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
-class _Adapter(HTTPAdapter):
-    """HTTPAdapter with watched connections and, optionally, a pinned certificate."""
+def _make_gate(base_path: str):
+    """``(arm, disarm, on_send, on_line)`` for one transport. ``arm(prep)`` allows the
+    calling thread to send exactly that prepared request; ``on_send`` (the adapter,
+    before any connection is opened) and ``on_line`` (the connection, before the
+    request line is written) refuse anything else, and ``on_line`` runs the
+    read-only policy on the final method, path and query. The policy function is
+    bound here, when the transport is built, and the armed state lives in this
+    closure."""
+    from .policy import check_request
 
-    def __init__(self, fingerprint: str | None = None, **kwargs):
+    local = threading.local()
+
+    def final(method, target) -> None:
+        target = str(target)
+        path, sep, query = target.partition("?")
+        failure = None
+        if not path.startswith(base_path + "/"):
+            failure = PolicyRefused(
+                "refused: the request is not below the gateway's API root", reason="bad-path"
+            )
+        else:
+            try:
+                pairs = parse_qsl(query, keep_blank_values=True) if sep else []
+                check_request(method, path[len(base_path) :], pairs)
+            except PolicyRefused as exc:
+                failure = exc
+        if failure is not None:
+            raise refused(failure.message, failure.reason, method, path[len(base_path) :])
+
+    def arm(prep) -> None:
+        local.prep, local.line = prep, (prep.method, prep.path_url)
+
+    def disarm() -> None:
+        local.prep = local.line = None
+
+    def on_send(prep) -> None:
+        if prep is None or getattr(local, "prep", None) is not prep:
+            raise refused(
+                "refused: the transport's adapter sends only the request the transport "
+                "checked (plugins call ctx.call)",
+                "unchecked-request",
+                getattr(prep, "method", ""),
+                str(getattr(prep, "path_url", "")).removeprefix(base_path),
+            )
+        # the policy runs on the request line itself, in on_line, before it is written
+
+    def on_line(method, url) -> None:
+        if getattr(local, "line", None) != (method, url):
+            raise refused(
+                "refused: the connection writes only the request line the transport armed",
+                "unchecked-request",
+                method,
+                str(url).removeprefix(base_path),
+            )
+        final(method, url)
+
+    return arm, disarm, on_send, on_line
+
+
+class _Adapter(HTTPAdapter):
+    """HTTPAdapter with watched connections and, optionally, a pinned certificate.
+    ``on_send`` / ``on_line`` come from the transport's gate (:func:`_make_gate`)."""
+
+    def __init__(self, fingerprint: str | None = None, *, on_send, on_line, **kwargs):
         self._fingerprint = fingerprint
+        self._on_send = on_send
+        http = type("_HTTPConnection", (_HTTPConnection,), {"_ibgw_line": staticmethod(on_line)})
+        https = type("_HTTPSConnection", (_HTTPSConnection,), {"_ibgw_line": staticmethod(on_line)})
+        self._pools = {
+            "http": type("_HTTPPool", (_HTTPPool,), {"ConnectionCls": http}),
+            "https": type("_HTTPSPool", (_HTTPSPool,), {"ConnectionCls": https}),
+        }
         super().__init__(**kwargs)
 
     def init_poolmanager(self, connections, maxsize, block=False, **pool_kwargs):
         if self._fingerprint:
             pool_kwargs["assert_fingerprint"] = self._fingerprint
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        self.poolmanager.pool_classes_by_scheme = dict(self._pools)
+
+    def send(self, request, *args, **kwargs):
+        self._on_send(request)
+        return super().send(request, *args, **kwargs)
+
+
+class _SealedSession(requests.Session):
+    """The transport's session: it only holds the mounted adapter. ibgw never sends
+    through a session (see the module docstring), so every request is refused."""
+
+    def request(self, method, url, *args, **kwargs):
+        raise refused(
+            "refused: the transport's session never sends (plugins call ctx.call)",
+            "unchecked-request",
+            method,
+            urlsplit(str(url)).path,
+        )
+
+    def send(self, request, **kwargs):
+        raise refused(
+            "refused: the transport's session never sends (plugins call ctx.call)",
+            "unchecked-request",
+            getattr(request, "method", ""),
+            urlsplit(str(getattr(request, "url", ""))).path,
+        )
 
     def proxy_manager_for(self, proxy, **proxy_kwargs):  # pragma: no cover - never reached
         raise requests.exceptions.ProxyError("proxies are never used")
@@ -253,6 +368,7 @@ class LiveTransport(Transport):
     paced = True
 
     def __init__(self, config):
+        super().__init__()
         url = str(config.gateway_url).rstrip("/")
         parts = urlsplit(url)
         if (
@@ -287,13 +403,19 @@ class LiveTransport(Transport):
             # urllib3 would otherwise warn on every call.
             warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
 
-        session = requests.Session()
+        self._arm, self._disarm, on_send, on_line = _make_gate(self._base_path)
+        session = _SealedSession()
         session.trust_env = False
         session.max_redirects = 0
         session.proxies = {}
         session.headers.clear()
         adapter = _Adapter(
-            fingerprint, pool_connections=1, pool_maxsize=POOL_MAXSIZE, max_retries=0
+            fingerprint,
+            on_send=on_send,
+            on_line=on_line,
+            pool_connections=1,
+            pool_maxsize=POOL_MAXSIZE,
+            max_retries=0,
         )
         session.mount("https://", adapter)
         session.mount("http://", adapter)
@@ -308,10 +430,8 @@ class LiveTransport(Transport):
     def close(self) -> None:
         self.session.close()
 
-    def send(self, request: Request) -> Response:
-        from .policy import check_request
-
-        check_request(request.method, request.path, request.query)
+    def _deliver(self, request: Request) -> Response:
+        """The ticket and the policy were checked by ``send`` (:class:`Transport`)."""
         method = request.method
         if method == "GET":
             if request.body is not None:
@@ -395,6 +515,7 @@ class LiveTransport(Transport):
         watch = _WATCHDOG.watch(deadline)
         try:
             _current.watch = watch
+            self._arm(prep)
             try:
                 resp = self._adapter.send(
                     prep,
@@ -419,6 +540,7 @@ class LiveTransport(Transport):
                 kind = TLS if self._scheme == "https" else REFUSED
             finally:
                 _current.watch = None
+                self._disarm()
             if resp is not None:
                 raw = resp.raw
                 _harvest(

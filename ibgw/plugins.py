@@ -312,8 +312,20 @@ class ReadRegistry:
         return out
 
 
+def _refused_endpoint(read, is_denied) -> str | None:
+    """The first endpoint ``read`` declares that the read-only policy denies."""
+    for endpoint in getattr(read, "endpoints", None) or ():
+        if is_denied(getattr(endpoint, "method", None), getattr(endpoint, "path", None)):
+            return f"{endpoint.method} {endpoint.path}"
+    return None
+
+
 def collect_reads(pm: PluginManager) -> ReadRegistry:
+    """Every read the plugins register. A read that declares an endpoint the
+    read-only policy denies is refused here: it becomes a load error of its plugin
+    (``ibgw plugins``), never a CLI command or an MCP tool."""
     from .declarations import Category, Read
+    from .policy import is_denied  # by reference: ibgw.policy cannot be rebound
 
     registry = ReadRegistry()
     for impl in pm.hook.ibgw_register_reads.get_hookimpls():
@@ -325,6 +337,14 @@ def collect_reads(pm: PluginManager) -> ReadRegistry:
                 return
             if not isinstance(read, Read):
                 raise TypeError(f"plugin {_owner} registered {type(read).__name__}, not a Read")
+            denied = _refused_endpoint(read, is_denied)
+            if denied is not None:
+                error = f"read '{read.key}' refused: it declares {denied}, which the read-only policy denies"
+                registry.errors.append(f"{_owner}: {error}")
+                info = pm.infos.get(_owner)
+                if info is not None:
+                    info.error = error if not info.error else f"{info.error}; {error}"
+                return
             if read.key in registry.reads:
                 raise DuplicateError(
                     f"read '{read.key}' is registered by both {registry.owner[read.key]} and {_owner}"

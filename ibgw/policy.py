@@ -29,10 +29,11 @@ endpoint when the read is registered.
 
 from __future__ import annotations
 
-import json
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from .errors import PolicyRefused
 
@@ -361,21 +362,17 @@ def _check_query(method: str, path: str, query) -> None:
 
 # -- the websocket ----------------------------------------------------------------
 # The gateway's websocket (/v1/api/ws) carries subscriptions, and also order and
-# P&L topics. Only these market-data messages and the keepalive are ever sent; every
-# websocket client in ibgw must pass each message through check_ws_message first.
+# P&L topics. Only ibgw's own market-depth subscription, its own clean-up of it and
+# the keepalive are ever sent; every websocket message ibgw sends passes through
+# check_ws_message first (the core's websocket, ``ReadContext.websocket``).
 
 MAX_WS_SEND = 2048
+WS_REFUSED = "ws-topic-refused"
 _ACCOUNT = r"[A-Za-z0-9]{1,32}"
 _CONID = r"[0-9]{1,12}"
 _EXCH = r"[A-Z0-9.]{1,16}"
-_SIMPLE = (
-    re.compile(rf"sbd\+{_ACCOUNT}\+{_CONID}(?:\+{_EXCH})?"),  # subscribe market depth
-    re.compile(rf"ubd\+{_ACCOUNT}"),  # unsubscribe market depth
-    re.compile(rf"umd\+{_CONID}(?:@{_EXCH})?\+\{{\}}"),  # unsubscribe market data
-    re.compile(r"tic"),  # keep the session alive
-)
-_SMD = re.compile(rf"smd\+{_CONID}(?:@{_EXCH})?\+(\{{.*\}})", re.S)  # subscribe market data
-_FIELD = re.compile(r"[0-9]{1,5}")
+_SBD = re.compile(rf"sbd\+({_ACCOUNT})\+({_CONID})(?:\+{_EXCH})?")  # subscribe market depth
+_UBD = re.compile(rf"ubd\+({_ACCOUNT})")  # unsubscribe market depth (account-wide)
 
 
 def ws_topic(text) -> str:
@@ -383,26 +380,32 @@ def ws_topic(text) -> str:
     return head if re.fullmatch(r"[A-Za-z]{1,3}", head) else "?"
 
 
-def check_ws_message(text) -> None:
-    """Raise :class:`PolicyRefused` unless ``text`` is a read-only websocket message.
+def check_ws_message(text, subscribed=None) -> tuple[str, str, str] | None:
+    """Raise :class:`PolicyRefused` unless ``text`` is a message ibgw may send on the
+    gateway's websocket; return what it does to the subscriptions.
 
+    ``subscribed`` is the set of ``(account, conid)`` depth subscriptions this
+    connection made (the caller remembers them; ``None`` is no subscription).
     Allowed, each matched in full (ASCII, no control characters, at most
     :data:`MAX_WS_SEND` characters):
 
-    * ``sbd+ACCT+CONID[+EXCHANGE]`` / ``ubd+ACCT``: subscribe / unsubscribe market depth;
-    * ``smd+CONID[@EXCHANGE]+{"fields": ["31", ...]}`` (a JSON object whose only
-      key is ``fields``, a list of up to 50 numeric field ids) / ``umd+CONID+{}``:
-      top-of-book market data;
-    * ``tic``: the session keepalive.
+    * ``sbd+ACCT+CONID[+EXCHANGE]``: subscribe market depth; returns
+      ``("sbd", ACCT, CONID)``;
+    * ``ubd+ACCT``: unsubscribe market depth, only as the clean-up of a
+      subscription this connection made for that account (IBKR's ``ubd`` is
+      account-wide: sent for any other account it could end another client's
+      book); returns ``("ubd", ACCT, "")``;
+    * ``tic``: the session keepalive; returns ``None``.
 
-    Everything else is refused: orders (``sor``/``uor``), trades (``str``),
-    P&L (``spl``/``upl``, a read, but no depth read needs it), historical data
+    Everything else is refused: orders (``sor``/``uor``), trades (``str``), P&L
+    (``spl``/``upl``), market data (``smd``, and ``umd``, whose REST twin, the
+    unsubscribe, is refused too: it ends the user's own streams), historical data
     (``smh``), echo, anything unknown, malformed or padded.
     """
     refused = PolicyRefused(
         f"refused by the read-only policy: websocket topic '{ws_topic(text)}' is never sent",
-        reason="ws-topic-refused",
-        hint="Only market-depth and market-data subscriptions and the keepalive are sent.",
+        reason=WS_REFUSED,
+        hint="Only ibgw's own market-depth subscription, its clean-up and the keepalive are sent.",
     )
     if (
         not isinstance(text, str)
@@ -412,19 +415,46 @@ def check_ws_message(text) -> None:
         or any(c < " " or c == "\x7f" for c in text)
     ):
         raise refused
-    if any(p.fullmatch(text) for p in _SIMPLE):
-        return
-    m = _SMD.fullmatch(text)
+    if text == "tic":
+        return None
+    m = _SBD.fullmatch(text)
     if m:
-        try:
-            args = json.loads(m.group(1))
-        except ValueError:
-            args = None
-        fields = args.get("fields") if isinstance(args, dict) and set(args) == {"fields"} else None
-        if (
-            isinstance(fields, list)
-            and 0 < len(fields) <= 50
-            and all(isinstance(f, str) and _FIELD.fullmatch(f) for f in fields)
-        ):
-            return
+        return ("sbd", m.group(1), m.group(2))
+    m = _UBD.fullmatch(text)
+    if m and subscribed and any(acct == m.group(1) for acct, _ in subscribed):
+        return ("ubd", m.group(1), "")
+    if m:
+        raise PolicyRefused(
+            "refused by the read-only policy: websocket topic 'ubd' is sent only to end "
+            "a subscription this connection made",
+            reason=WS_REFUSED,
+            hint="An account-wide unsubscribe could end other clients' market depth.",
+        )
     raise refused
+
+
+# -- the module itself ----------------------------------------------------------------
+# The policy cannot be rebound at run time: ``ibgw.policy.is_denied = ...`` (or
+# ``monkeypatch.setattr``) raises. Consumers (the facade, the transports, read
+# registration) also hold the functions by reference, taken when they are built, so
+# a name rebound through the module's ``__dict__`` does not reach them either. What
+# this does not stop (in-process code can always do harm: ``ctypes``, ``gc``, editing
+# a function's ``__code__``) is described in docs/security.md, "Containment".
+
+
+class _SealedModule(type(re)):
+    def __setattr__(self, name, value):
+        from .transport import refused
+
+        raise refused(
+            f"refused: ibgw.policy.{_escape(str(name), 40)} cannot be changed at run time",
+            "policy-tampering",
+            template="ibgw.policy",
+        )
+
+    def __delattr__(self, name):
+        self.__setattr__(name, None)
+
+
+_DENY_RE = MappingProxyType(_DENY_RE)
+sys.modules[__name__].__class__ = _SealedModule

@@ -8,11 +8,14 @@ fields dropped), redacts them, and writes the outcome record.
 
 from __future__ import annotations
 
+import contextvars
 import re
 import sys
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from .declarations import Param, Read, Result, resolve
@@ -114,38 +117,8 @@ class Progress:
             sys.stderr.flush()
 
 
-class ReadContext:
-    """What a fetch function receives: the gateway facade and helpers."""
-
-    def __init__(self, app, gateway, read: Read, actor: str):
-        self.app = app
-        self._gateway = gateway
-        self.read = read
-        self.actor = actor
-        self.notes: list[str] = []
-        self.provenance: str | None = None
-        self.variant: str | None = None
-        self.tried: list[str] = []
-
-    @property
-    def gateway(self):
-        return self._gateway
-
-    @property
-    def config(self):
-        return self.app.config
-
-    @property
-    def output(self) -> str:
-        """The output format the user asked for (``table``, ``json`` or ``csv``)."""
-        return self.app.output
-
-    def cache_key(self, *parts) -> str:
-        """A cache key scoped to this backend, gateway and scenario."""
-        return self.app.cache_key(*parts)
-
-    def call(self, endpoint, **kw):
-        return self._gateway.call(endpoint, **kw)
+class _ContextHelpers:
+    """The part of :class:`ReadContext` built on its other methods (no facade here)."""
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -160,12 +133,10 @@ class ReadContext:
         items = list(items)
         if len(items) <= 1 or workers <= 1:
             return [fn(i) for i in items]
+        # each call runs in a copy of this context (the read's refusal reporting)
+        contexts = [contextvars.copy_context() for _ in items]
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(fn, items))
-
-    @property
-    def cache(self):
-        return self.app.cache
+            return list(pool.map(lambda c, i: c.run(fn, i), contexts, items))
 
     def resolve_symbol(self, symbol: str, sec_type: str = "STK", exchange: str | None = None):
         from .symbols import resolve_symbol
@@ -191,7 +162,7 @@ class ReadContext:
         from .probe import probe_result_for
 
         allow_undoc = getattr(self.config, "allow_undocumented", True)
-        known = probe_result_for(self.app, self.read)
+        known = probe_result_for(self._probe_view(), self.read)
         tried, last = [], None
         ordered = list(endpoints)
         if known and known.get("variant") in [e.key for e in ordered]:
@@ -215,6 +186,73 @@ class ReadContext:
             tried=tried,
             hint="Run 'ibgw probe' to see which reads this gateway serves.",
         )
+
+
+def _context_class():
+    """``ReadContext`` and the closure that holds each context's app and facade.
+
+    The app and the gateway facade of a context live in this closure (a weak
+    mapping), not in attributes: a fetch function reaches the gateway through the
+    context's methods only, never the facade, the transport, its session or its
+    adapter (no ``ctx.gateway``, no ``ctx.app``). What this does and does not
+    contain: docs/security.md, "Containment"."""
+    bound: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    class ReadContext(_ContextHelpers):
+        """What a fetch function receives: ``call()`` and helpers (docs/plugins.md)."""
+
+        def __init__(self, app, gateway, read: Read, actor: str):
+            bound[self] = (app, gateway)
+            self.read = read
+            self.actor = actor
+            self.notes: list[str] = []
+            self.provenance: str | None = None
+            self.variant: str | None = None
+            self.tried: list[str] = []
+
+        @property
+        def config(self):
+            return bound[self][0].config
+
+        @property
+        def output(self) -> str:
+            """The output format the user asked for (``table``, ``json`` or ``csv``)."""
+            return bound[self][0].output
+
+        @property
+        def cache(self):
+            return bound[self][0].cache
+
+        def cache_key(self, *parts) -> str:
+            """A cache key scoped to this backend, gateway and scenario."""
+            return bound[self][0].cache_key(*parts)
+
+        def call(self, endpoint, **kw):
+            return bound[self][1].call(endpoint, **kw)
+
+        def websocket(self, timeout: float | None = None):
+            """The gateway's websocket, opened by the core (:mod:`ibgw.websocket`):
+            primes ``/iserver/accounts``, takes the credential from ``/tickle``
+            (never shown to the plugin) and checks every message it sends."""
+            from .websocket import open_for
+
+            return open_for(bound[self][1], self.config, timeout)
+
+        # for the core (ibgw.symbols, the accounts reads): no facade or transport leaves
+        def _memo(self, name: str) -> dict:
+            return bound[self][1].memo(name)
+
+        def _mark_primed(self, name: str) -> None:
+            bound[self][1].mark_primed(name)
+
+        def _probe_view(self):
+            app = bound[self][0]
+            return SimpleNamespace(config=app.config, cache_key=lambda *p: app.cache_key(*p))
+
+    return ReadContext
+
+
+ReadContext = _context_class()
 
 
 # -- shaping --------------------------------------------------------------------
@@ -293,6 +331,39 @@ def run_audited(app, command: str, params: dict, actor: str, fn):
     return result
 
 
+def _fetch_contained(fetch, ctx, values: dict, auditor, command: str):
+    """``fetch(ctx, **values)`` with containment refusals reported: each one below
+    the facade (a request that skipped its checks, a websocket message refused) is
+    audited as ``denied`` at once, and a read that met one ends ``PolicyRefused``
+    (exit 6) even if the plugin caught the exception and returned rows."""
+    from .transport import _REFUSAL_SINK
+
+    hits: list[str] = []
+
+    def sink(method: str, template: str, reason: str) -> None:
+        hits.append(reason)
+        auditor.denied(command, method, template, reason)
+
+    token = _REFUSAL_SINK.set(sink)
+    try:
+        try:
+            raw = fetch(ctx, **values)
+        except Exception:
+            if not hits:
+                raise
+            raw = None
+    finally:
+        _REFUSAL_SINK.reset(token)
+    if hits:
+        raise PolicyRefused(
+            f"refused: {command} tried {len(hits)} request(s) outside the read-only "
+            f"facade ({hits[0]})",
+            reason=hits[0],
+            hint="Plugins reach the gateway through ctx.call and ctx.websocket only.",
+        )
+    return raw
+
+
 def run_read(app, read: Read, params: dict, actor: str = "cli") -> ReadOutcome:
     from . import redact
 
@@ -302,7 +373,7 @@ def run_read(app, read: Read, params: dict, actor: str = "cli") -> ReadOutcome:
         gateway = app.gateway(read=read, auditor=auditor, command=read.key)
         ctx = ReadContext(app, gateway, read, actor)
         fetch = resolve(read.fetch)
-        raw: Any = fetch(ctx, **values)
+        raw: Any = _fetch_contained(fetch, ctx, values, auditor, read.key)
         notes = list(ctx.notes)
         provenance, variant = ctx.provenance, ctx.variant
         varied = ctx.variant is not None

@@ -77,7 +77,7 @@ def _malformed(what: str) -> Unavailable:
 def _search(ctx, symbol: str, sec_type: str) -> list:
     """The search answer for (symbol, secType), cached per transport (one brokerage
     session). A malformed answer raises and is not cached."""
-    cache = ctx._gateway.transport.__dict__.setdefault("_ibgw_symbols", {})
+    cache = ctx._memo("symbols")
     key = (symbol, sec_type)
     results = cache.get(key)
     if results is None:
@@ -140,7 +140,7 @@ def account_ids(ctx) -> list[str]:
     data = ctx.call(E.PORTFOLIO_ACCOUNTS)
     if not isinstance(data, list):
         raise _malformed("the account list (/portfolio/accounts)")
-    ctx._gateway._primed.add("portfolio-accounts")
+    ctx._mark_primed("portfolio-accounts")
     ids = []
     for entry in data:
         if isinstance(entry, dict):

@@ -5,12 +5,29 @@ read-only policy has passed it, and hands it to a transport. A transport returns
 :class:`Response` for any HTTP answer (whatever the status) and raises
 :class:`TransportError` when there is no usable HTTP answer. It never returns or
 raises anything that holds headers, cookies or the full URL.
+
+**The send capability.** ``Transport.send(request, ticket)`` sends only a request
+that came through the facade's checked path: the facade, after its checks, mints a
+single-use *ticket* for that exact :class:`Request` object, and the transport
+redeems it before anything else. Tickets are minted by a function created with the
+transport (in a closure, not an attribute) and handed out once, to the facade
+(:func:`claim_minter`); a plugin that reaches a transport and calls ``send`` with a
+request of its own is refused (``PolicyRefused``, exit 6) before a byte leaves. The
+transport then runs the read-only policy again on the request, with the policy
+functions it took by reference when it was built. Every refusal is reported to the
+running read (:func:`refused`), which audits it as ``denied``. What this does and
+does not contain: docs/security.md, "Containment".
 """
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+
+from .errors import PolicyRefused
 
 # TransportError kinds, each mapped by the gateway to an ``unavailable`` reason.
 REFUSED = "gateway-down"  # connection refused, DNS failure, host unreachable
@@ -57,15 +74,156 @@ class TransportError(Exception):
         self.kind = kind
 
 
+# -- refusals reach the running read ---------------------------------------------------
+# The runner sets a sink for the read it runs (a context variable: each read, and the
+# threads of ctx.parallel, see their own); a refusal below the facade calls it, so the
+# read is audited as denied even when plugin code swallows the exception.
+_REFUSAL_SINK: ContextVar = ContextVar("ibgw_refusal_sink", default=None)
+
+
+def refused(
+    message: str,
+    reason: str,
+    method: str = "",
+    path: str = "",
+    *,
+    template: str | None = None,
+    auditor=None,
+    command: str = "",
+) -> PolicyRefused:
+    """Report a containment refusal to the running read and return the exception to
+    raise. ``path`` is reduced to a template-like form (no identifiers); ``template``
+    is used as it is (ibgw's own words). With no read running, ``auditor`` (if
+    given) records the ``denied`` record instead."""
+    if template is None:
+        from .policy import _template_ish
+
+        template = _template_ish(path) if path else "?"
+    method = str(method)[:10] or "?"
+    sink = _REFUSAL_SINK.get()
+    try:
+        if sink is not None:
+            sink(method, template, reason)
+        elif auditor is not None:
+            auditor.denied(command, method, template, reason)
+    except Exception:  # noqa: BLE001 - reporting must not hide the refusal
+        pass
+    return PolicyRefused(message, reason=reason)
+
+
+# -- the send capability ----------------------------------------------------------------
+
+
+class _Ticket:
+    """One permission to send one request; carries nothing."""
+
+    __slots__ = ("__weakref__",)
+
+    def __repr__(self) -> str:
+        return "<ticket>"
+
+
+def _capabilities():
+    lock = threading.Lock()
+    unclaimed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    issued: weakref.WeakSet = weakref.WeakSet()
+
+    def issue(transport):
+        """A new transport's ``(mint, redeem)``; ``mint`` waits to be claimed."""
+        pending: dict = {}
+
+        def mint(request):
+            ticket = _Ticket()
+            with lock:
+                pending[ticket] = request
+            return ticket
+
+        def redeem(ticket, request) -> bool:
+            if type(ticket) is not _Ticket:
+                return False
+            with lock:
+                expected = pending.pop(ticket, None)
+            return expected is not None and expected is request
+
+        with lock:
+            unclaimed[transport] = mint
+            issued.add(transport)
+        return redeem
+
+    def claim(transport):
+        """The transport's minter, once: the facade claims it; later claims are refused."""
+        with lock:
+            mint = unclaimed.pop(transport, None)
+            known = mint is not None or _known(transport)
+        if not known:
+            raise refused(
+                "refused: the backend's transport was not built by ibgw.transport.Transport "
+                "(it must subclass it and call super().__init__())",
+                reason="unchecked-transport",
+            )
+        if mint is None:
+            raise refused(
+                "refused: this transport's send capability belongs to the gateway facade",
+                reason="capability-claimed",
+            )
+        return mint
+
+    def _known(transport) -> bool:
+        try:
+            return transport in issued
+        except TypeError:  # not weak-referenceable: never issued
+            return False
+
+    return issue, claim
+
+
+_issue, claim_minter = _capabilities()
+
+
 class Transport:
     """Base class for transports. ``name`` is shown in ``ibgw doctor``; ``paced``
     says whether IBKR's pacing applies (true for anything that reaches a gateway
-    over the network, false for the in-process fake)."""
+    over the network, false for the in-process fake).
+
+    Subclasses call ``super().__init__()`` and implement :meth:`_deliver` (a
+    subclass written before that, which overrides ``send(request)``, still works:
+    its ``send`` becomes the delivery). ``send`` is set per instance here, so a
+    subclass cannot skip the ticket and the policy check by overriding it."""
 
     name = "base"
     paced = True
 
-    def send(self, request: Request) -> Response:  # pragma: no cover - interface
+    def __init__(self):
+        from .policy import check_request  # by reference, now: later rebinding is moot
+
+        redeem = _issue(self)
+        own_send = type(self).send
+        deliver = self._deliver if own_send is Transport.send else own_send.__get__(self)
+
+        def send(request: Request, ticket=None) -> Response:
+            """Send ``request`` if ``ticket`` is the facade's ticket for it."""
+            if not redeem(ticket, request):
+                raise refused(
+                    "refused: a request reached the transport without the gateway "
+                    "facade's checks (plugins call ctx.call)",
+                    reason="unchecked-request",
+                    method=getattr(request, "method", ""),
+                    path=getattr(request, "path", ""),
+                )
+            try:
+                check_request(request.method, request.path, request.query)
+            except PolicyRefused as exc:
+                failure = exc
+            else:
+                return deliver(request)
+            raise refused(failure.message, failure.reason, request.method, request.path)
+
+        self.send = send
+
+    def send(self, request: Request, ticket=None) -> Response:  # pragma: no cover
+        raise refused("refused: this transport was not initialised", reason="unchecked-request")
+
+    def _deliver(self, request: Request) -> Response:  # pragma: no cover - interface
         raise NotImplementedError
 
     def websocket_url(self) -> str | None:

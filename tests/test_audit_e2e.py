@@ -66,13 +66,13 @@ def _count_sends(monkeypatch):
     from ibgw_fake.transport import FakeTransport
 
     sent = []
-    original = FakeTransport.send
+    original = FakeTransport._deliver
 
     def counting(self, request):
         sent.append(request.path)
         return original(self, request)
 
-    monkeypatch.setattr(FakeTransport, "send", counting)
+    monkeypatch.setattr(FakeTransport, "_deliver", counting)
     return sent
 
 
@@ -138,7 +138,8 @@ def test_policy_refusal_is_audited_as_denied(ibgw_pm, ibgw_cli, ibgw_env):
                     name="logout",
                     summary="x",
                     default=True,
-                    endpoints=[logout],
+                    # declaring it would be refused at registration: call it undeclared
+                    endpoints=[],
                     fetch=lambda ctx: ctx.call(logout),
                 )
             )
@@ -147,12 +148,12 @@ def test_policy_refusal_is_audited_as_denied(ibgw_pm, ibgw_cli, ibgw_env):
     sent = []
     from ibgw_fake.transport import FakeTransport
 
-    original = FakeTransport.send
-    FakeTransport.send = lambda self, req: sent.append(req) or original(self, req)
+    original = FakeTransport._deliver
+    FakeTransport._deliver = lambda self, req: sent.append(req) or original(self, req)
     try:
         result = ibgw_cli("sneaky")
     finally:
-        FakeTransport.send = original
+        FakeTransport._deliver = original
     assert result.exit_code == 6, result.stderr
     assert sent == []
     kinds = [(r["kind"], r.get("outcome")) for r in _records(ibgw_env / "state")]

@@ -26,6 +26,7 @@ import trustme
 import ibgw
 from ibgw import live, redact
 from ibgw.errors import PolicyRefused
+from ibgw.gateway import _send_checked
 from ibgw.live import MAX_BODY, LiveTransport
 from ibgw.transport import (
     REDIRECT,
@@ -299,7 +300,7 @@ def get(path="/iserver/accounts", query=(), deadline=5.0):
 def _fails(transport, request, kind, within: float | None = None) -> TransportError:
     start = time.monotonic()
     with pytest.raises(TransportError) as info:
-        transport.send(request)
+        _send_checked(transport, request)
     elapsed = time.monotonic() - start
     err = info.value
     assert err.kind == kind, (err.kind, kind)
@@ -323,16 +324,16 @@ def _assert_clean(err: BaseException):
 def test_server_sees_exactly_the_path_and_only_allowed_headers(server_factory):
     srv = server_factory(respond())
     t = LiveTransport(config(srv.url()))
-    resp = t.send(
-        get("/iserver/secdef/search", (("symbol", "BRK B"), ("name", "true"), ("x", "a&b=c/é")))
+    resp = _send_checked(
+        t, get("/iserver/secdef/search", (("symbol", "BRK B"), ("name", "true"), ("x", "a&b=c/é")))
     )
     assert (
         resp.status == 200
         and resp.body == b'{"ok": true}'
         and resp.content_type == "application/json"
     )
-    t.send(Request("POST", "/iserver/auth/status", (), b"{}", time.monotonic() + 5))
-    t.send(get("/iserver/account/search/BRK%20B"))
+    _send_checked(t, Request("POST", "/iserver/auth/status", (), b"{}", time.monotonic() + 5))
+    _send_checked(t, get("/iserver/account/search/BRK%20B"))
     get_seen, post_seen, enc_seen = srv.seen
     assert get_seen.method == "GET"
     assert (
@@ -362,7 +363,7 @@ def test_server_sees_exactly_the_path_and_only_allowed_headers(server_factory):
 def test_post_without_body_sends_empty_object(server_factory):
     srv = server_factory(respond())
     t = LiveTransport(config(srv.url()))
-    t.send(Request("POST", "/tickle", (), None, time.monotonic() + 5))
+    _send_checked(t, Request("POST", "/tickle", (), None, time.monotonic() + 5))
     assert srv.seen[0].body == b"{}" and srv.seen[0].header("Content-Length") == ["2"]
 
 
@@ -372,7 +373,7 @@ def test_sequential_reads_reuse_one_connection(server_factory):
     srv = server_factory(respond())
     t = LiveTransport(config(srv.url()))
     for _ in range(5):
-        assert t.send(get()).status == 200
+        assert _send_checked(t, get()).status == 200
     assert srv.connections == 1 and len(srv.seen) == 5
 
 
@@ -383,7 +384,7 @@ def test_keep_alive_and_concurrency(server_factory):
 
     def run():
         for _ in range(10):
-            results.append(t.send(get()).status)
+            results.append(_send_checked(t, get()).status)
 
     threads = [threading.Thread(target=run) for _ in range(8)]
     for th in threads:
@@ -398,7 +399,7 @@ def test_status_and_body_pass_through(server_factory):
     srv = server_factory(
         respond(503, b"<html>down</html>", ("Content-Type: text/html\r\nX: y",), "Unavailable")
     )
-    resp = LiveTransport(config(srv.url())).send(get())
+    resp = _send_checked(LiveTransport(config(srv.url())), get())
     assert resp.status == 503 and resp.body == b"<html>down</html>"
     assert not hasattr(resp, "headers")
 
@@ -437,7 +438,7 @@ def test_environment_proxies_netrc_and_ca_bundles_have_no_effect(
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
         monkeypatch.setenv(name, ca_file)
 
-    assert LiveTransport(config(srv.url())).send(get()).body == b'{"ok": true}'
+    assert _send_checked(LiveTransport(config(srv.url())), get()).body == b'{"ok": true}'
     assert (
         srv.seen
         and not srv.seen[0].header("Authorization")
@@ -526,7 +527,7 @@ def test_tls_handshake_stall_ends_at_the_deadline(server_factory, ca_file):
 
 def test_pause_within_deadline_is_not_a_timeout(server_factory):
     srv = server_factory(pause_body)
-    resp = LiveTransport(config(srv.url())).send(get(deadline=5.0))
+    resp = _send_checked(LiveTransport(config(srv.url())), get(deadline=5.0))
     assert resp.body == b'{"a": "xyz"}'
 
 
@@ -578,7 +579,7 @@ def test_redirect_not_followed_and_target_never_contacted(server_factory, secret
     for status_path in ("/iserver/accounts", "/tickle"):
         method = "POST" if status_path == "/tickle" else "GET"
         with pytest.raises(TransportError) as info:
-            t.send(Request(method, status_path, (), None, time.monotonic() + 5))
+            _send_checked(t, Request(method, status_path, (), None, time.monotonic() + 5))
         assert info.value.kind == REDIRECT
         _assert_clean(info.value)
     assert target.connections == 0 and target.seen == []
@@ -609,12 +610,12 @@ def test_set_cookie_values_reach_add_secret_and_jar_stays_empty(server_factory, 
         )
     )
     t = LiveTransport(config(srv.url()))
-    t.send(get())
+    _send_checked(t, get())
     assert COOKIE_CANARY in secrets_seen
     assert "0.abcdef12.1700000000" in secrets_seen
     assert "" not in secrets_seen
     assert len(t.session.cookies) == 0
-    t.send(get())
+    _send_checked(t, get())
     assert not srv.seen[1].header("Cookie")  # the gateway keeps its own jar
 
 
@@ -622,7 +623,7 @@ def test_session_jar_is_harvested_and_cleared(server_factory, secrets_seen):
     srv = server_factory(respond())
     t = LiveTransport(config(srv.url()))
     t.session.cookies.set("JSESSIONID", COOKIE_CANARY)
-    t.send(get())
+    _send_checked(t, get())
     assert COOKIE_CANARY in secrets_seen and len(t.session.cookies) == 0
     assert not srv.seen[0].header("Cookie")
 
@@ -637,9 +638,12 @@ def _fingerprint(cert) -> str:
 
 def test_https_with_ca_bundle(server_factory, tls_context, ca_file):
     srv = server_factory(respond(), tls_context)
-    assert LiveTransport(config(srv.url("https"), ca_bundle=ca_file)).send(get()).status == 200
+    assert (
+        _send_checked(LiveTransport(config(srv.url("https"), ca_bundle=ca_file)), get()).status
+        == 200
+    )
     t = LiveTransport(config(srv.url("https", "localhost"), ca_bundle=ca_file))
-    assert t.send(get()).status == 200
+    assert _send_checked(t, get()).status == 200
     assert t.websocket_url() == f"wss://localhost:{srv.port}/v1/api/ws"
 
 
@@ -663,14 +667,13 @@ def test_https_wrong_name_is_tls_error(server_factory, ca, ca_file):
 def test_pinned_fingerprint_accepted(server_factory, tls_context, server_cert):
     srv = server_factory(respond(), tls_context)
     fp = _fingerprint(server_cert)
-    assert LiveTransport(config(srv.url("https"), tls_fingerprint=fp)).send(get()).status == 200
-    # pinned overrides verify_tls = false as well: the pin is still checked
     assert (
-        LiveTransport(config(srv.url("https"), verify_tls=False, tls_fingerprint=fp))
-        .send(get())
-        .status
+        _send_checked(LiveTransport(config(srv.url("https"), tls_fingerprint=fp)), get()).status
         == 200
     )
+    # pinned overrides verify_tls = false as well: the pin is still checked
+    pinned = LiveTransport(config(srv.url("https"), verify_tls=False, tls_fingerprint=fp))
+    assert _send_checked(pinned, get()).status == 200
 
 
 def test_pinned_fingerprint_mismatch_refused(server_factory, tls_context, server_cert):
@@ -688,7 +691,10 @@ def test_pinned_fingerprint_mismatch_refused(server_factory, tls_context, server
 
 def test_verify_false_works_without_warnings(server_factory, tls_context, recwarn):
     srv = server_factory(respond(), tls_context)
-    assert LiveTransport(config(srv.url("https"), verify_tls=False)).send(get()).status == 200
+    assert (
+        _send_checked(LiveTransport(config(srv.url("https"), verify_tls=False)), get()).status
+        == 200
+    )
     assert not [w for w in recwarn if "Unverified" in str(w.message)]
 
 
@@ -729,19 +735,27 @@ def test_plain_http_to_tls_url_is_tls_error():
     ],
 )
 def test_policy_runs_in_the_transport(server_factory, method, path):
+    """With a valid ticket (minted as the facade would, without its checks) the
+    transport still refuses: its own policy check runs on the request."""
+    from ibgw.transport import claim_minter
+
     srv = server_factory(respond())
+    t = LiveTransport(config(srv.url()))
+    mint = claim_minter(t)
+    request = Request(method, path, (), b"{}", time.monotonic() + 5)
     with pytest.raises(PolicyRefused):
-        LiveTransport(config(srv.url())).send(
-            Request(method, path, (), b"{}", time.monotonic() + 5)
-        )
+        t.send(request, mint(request))
+    with pytest.raises(PolicyRefused):
+        _send_checked(LiveTransport(config(srv.url())), request)
     assert srv.connections == 0
 
 
 def test_body_on_get_refused(server_factory):
     srv = server_factory(respond())
     with pytest.raises(PolicyRefused):
-        LiveTransport(config(srv.url())).send(
-            Request("GET", "/iserver/accounts", (), b"{}", time.monotonic() + 5)
+        _send_checked(
+            LiveTransport(config(srv.url())),
+            Request("GET", "/iserver/accounts", (), b"{}", time.monotonic() + 5),
         )
     assert srv.connections == 0
 
@@ -790,7 +804,7 @@ def test_prepared_request_is_rechecked(server_factory, monkeypatch, change):
     t = LiveTransport(config(srv.url()))
     _tamper_prepare(monkeypatch, change)
     with pytest.raises(PolicyRefused) as info:
-        t.send(get())
+        _send_checked(t, get())
     assert info.value.reason == "prepared-mismatch"
     assert srv.connections == 0
 
@@ -799,7 +813,7 @@ def test_target_reencoding_is_rechecked(server_factory, monkeypatch):
     srv = server_factory(respond())
     monkeypatch.setattr(live, "_encode_target", lambda target: target.replace("accounts", "logout"))
     with pytest.raises(PolicyRefused):
-        LiveTransport(config(srv.url())).send(get())
+        _send_checked(LiveTransport(config(srv.url())), get())
     assert srv.connections == 0
 
 
@@ -833,7 +847,9 @@ def test_responses_unit_passthrough():
         status=500,
         content_type="application/json; charset=utf-8",
     )
-    resp = LiveTransport(config("https://localhost:5000/v1/api", verify_tls=False)).send(get())
+    resp = _send_checked(
+        LiveTransport(config("https://localhost:5000/v1/api", verify_tls=False)), get()
+    )
     assert resp.status == 500 and resp.body == b'{"a": 1}'
     assert resp.content_type == "application/json; charset=utf-8"
 
@@ -878,12 +894,12 @@ def test_overhead_vs_bare_session(server_factory, capsys):
     bare = requests.Session()
     url = srv.url() + "/iserver/accounts"
     for _ in range(20):  # warm both pools
-        t.send(get())
+        _send_checked(t, get())
         bare.get(url)
     ours, theirs = [], []
     for _ in range(200):
         start = time.perf_counter()
-        t.send(get())
+        _send_checked(t, get())
         ours.append(time.perf_counter() - start)
         start = time.perf_counter()
         bare.get(url)

@@ -108,12 +108,15 @@ def side_effect_plugin(ibgw_pm):
                     ),
                 )
             )
+            # A read that declares /hmds/auth/init is refused at registration
+            # (tests/test_containment.py); this one calls it without declaring it,
+            # so the facade's own check is what stops it.
             register(
                 Read(
                     category="sidefx",
                     name="hmds",
                     summary="x",
-                    endpoints=[hmds_init],
+                    endpoints=[orders],
                     fetch=lambda ctx: ctx.call(hmds_init) or [],
                 )
             )
@@ -150,3 +153,31 @@ def test_hmds_auth_init_is_refused_before_a_byte_with_a_denied_record(
     assert not [r for r in ibgw_fake_gateway.requests if "/hmds/" in r[1]]
     denied = [r for r in _records(ibgw_env) if r.get("kind") == "denied"]
     assert denied and denied[-1]["path_template"] == "/hmds/auth/init"
+
+
+def test_a_read_declaring_hmds_auth_init_never_registers(ibgw_pm, ibgw_cli):
+    from ibgw import Endpoint, Read, hookimpl
+
+    hmds_init = Endpoint("GET", "/hmds/auth/init", provenance="undocumented", evidence="test")
+
+    class Declares:
+        @hookimpl
+        def ibgw_register_reads(register):
+            register(
+                Read(
+                    category="sidefx2",
+                    name="hmds",
+                    summary="x",
+                    endpoints=[hmds_init],
+                    fetch=lambda ctx: [],
+                )
+            )
+
+    ibgw_pm.register(Declares)
+    from ibgw.plugins import collect_reads
+
+    registry = collect_reads(ibgw_pm)
+    assert registry.get("sidefx2", "hmds") is None
+    assert any("/hmds/auth/init" in e for e in registry.errors)
+    result = ibgw_cli("--backend", "fake", "sidefx2", "hmds")
+    assert result.exit_code == 2 and "No such command" in result.stderr

@@ -130,7 +130,7 @@ def _s(value):
 
 def fetch_accounts(ctx):
     data = ctx.call(PORTFOLIO_ACCOUNTS)
-    ctx._gateway._primed.add("portfolio-accounts")
+    ctx._mark_primed("portfolio-accounts")
     if not isinstance(data, list):
         raise Unavailable("unexpected answer from /portfolio/accounts", reason="malformed-response")
     rows = []

@@ -21,9 +21,10 @@ from pathlib import Path
 import ibgw_depth
 import pytest
 from ibgw_depth.reads import levels_of, merge_rows
-from ibgw_depth.wsclient import DepthSocket, check_ws_message
 
 from ibgw.errors import PolicyRefused
+from ibgw.policy import check_ws_message
+from ibgw.websocket import GatewaySocket, Websocket
 
 CANARY = "Zq9CANARY"
 SESSION = CANARY + "session"  # the fake's {{secret:session}} with the canary set
@@ -83,10 +84,6 @@ ALLOWED = [
     "sbd+DU1234567+756733",
     "sbd+DU1234567+756733+ARCA",
     "sbd+U7654321+265598+ISLAND",
-    "ubd+DU1234567",
-    'smd+265598+{"fields":["31","84","86"]}',
-    'smd+265598@NASDAQ+{"fields": ["31"]}',
-    "umd+265598+{}",
     "tic",
 ]
 REFUSED = [
@@ -99,6 +96,13 @@ REFUSED = [
     'smh+265598+{"period":"1d","bar":"1min"}',  # historical data
     "umh+341115",
     "ech+hb",
+    # market data: umd is the websocket twin of the refused REST unsubscribe; smd
+    # could never be cleaned up without it
+    "umd+265598+{}",
+    "umd+265598@NASDAQ+{}",
+    'smd+265598+{"fields":["31","84","86"]}',
+    'smd+265598@NASDAQ+{"fields": ["31"]}',
+    "ubd+DU1234567",  # account-wide: only as the clean-up of this connection's own sbd
     "sbd+DU1234567",  # no conid
     "sbd+DU1234567+756733+arca",  # exchange not upper case
     "sbd+DU1234567+756733+ARCA+x",
@@ -110,12 +114,6 @@ REFUSED = [
     "sbd+DU1234567+７５６７３３",  # unicode digits
     "ubd+DU1234567+756733",
     "ubd+",
-    'umd+265598+{"x":1}',
-    'smd+265598+{"fields":["31"],"extra":1}',
-    'smd+265598+{"fields":["last"]}',
-    'smd+265598+{"fields":[]}',
-    'smd+265598+{"fields":["31"]',
-    "smd+265598+" + json.dumps({"fields": [str(i) for i in range(51)]}),
     "tic\x00",
     "TIC",
     "tic ",
@@ -128,7 +126,7 @@ REFUSED = [
 
 
 @pytest.mark.parametrize("text", ALLOWED)
-def test_policy_allows_depth_market_data_and_keepalive(text):
+def test_policy_allows_depth_subscription_and_keepalive(text):
     check_ws_message(text)
 
 
@@ -140,31 +138,70 @@ def test_policy_refuses_everything_else(text):
     assert "\n" not in info.value.message and "DU1234567" not in info.value.message
 
 
-class _Conn:
+def test_ubd_only_ends_this_connections_own_subscription():
+    assert check_ws_message("sbd+DU1234567+756733+ARCA") == ("sbd", "DU1234567", "756733")
+    assert check_ws_message("ubd+DU1234567", {("DU1234567", "756733")}) == ("ubd", "DU1234567", "")
+    for subscribed in (None, set(), {("U7654321", "756733")}):
+        with pytest.raises(PolicyRefused) as info:
+            check_ws_message("ubd+DU1234567", subscribed)
+        assert "other clients" in info.value.hint
+
+
+class _Sock:
+    """Stands in for the core's GatewaySocket under a Websocket handle."""
+
     def __init__(self):
-        self.sent = []
+        self.sent, self.closed, self.deadline = [], False, time.monotonic() + 5
 
     def send(self, text):
         self.sent.append(text)
 
+    def recv(self, timeout=None):
+        return None
 
-@pytest.mark.parametrize("text", ["sor+{}", "spl+{}", "sbd+DU1+1\nsor+{}"])
-def test_every_send_goes_through_the_policy(text):
+    def close(self):
+        self.closed = True
+
+
+def _handle():
     refused = []
-    sock = DepthSocket(
-        "ws://127.0.0.1:1/v1/api/ws",
-        None,
-        "x" * 32,
-        time.monotonic() + 5,
-        on_refused=lambda topic, reason: refused.append((topic, reason)),
-    )
-    sock._conn = _Conn()
+
+    def on_refused(topic, failure):
+        refused.append((topic, failure.reason))
+        return failure
+
+    sock = _Sock()
+    return Websocket(sock, on_refused), sock, refused
+
+
+@pytest.mark.parametrize(
+    "text", ["sor+{}", "spl+{}", "umd+265598+{}", f"ubd+{ACCOUNT}", "sbd+DU1+1\nsor+{}"]
+)
+def test_every_send_goes_through_the_policy(text):
+    ws, sock, refused = _handle()
     with pytest.raises(PolicyRefused):
-        sock.send(text)
-    assert sock._conn.sent == [] and sock.sent == []  # nothing left
+        ws.send(text)
+    assert sock.sent == []  # nothing left
     assert refused == [(text[:3], "ws-topic-refused")]
-    sock.send("tic")
-    assert sock._conn.sent == ["tic"]
+    ws.send("tic")
+    assert sock.sent == ["tic"]
+
+
+def test_the_handle_remembers_its_subscriptions_and_cleans_up():
+    ws, sock, refused = _handle()
+    ws.send(SUBSCRIBE_SPY)
+    with pytest.raises(PolicyRefused):
+        ws.send("ubd+U7654321")  # another account's book: never ended by ibgw
+    ws.send(UNSUBSCRIBE)
+    with pytest.raises(PolicyRefused):
+        ws.send(UNSUBSCRIBE)  # already ended: a second one could end another client's
+    ws.send(f"sbd+{ACCOUNT}+{AAPL}")
+    ws.close()  # what is still subscribed is unsubscribed, once
+    assert sock.sent == [SUBSCRIBE_SPY, UNSUBSCRIBE, f"sbd+{ACCOUNT}+{AAPL}", UNSUBSCRIBE]
+    assert sock.closed and [r[0] for r in refused] == ["ubd", "ubd"]
+    assert not hasattr(ws, "__dict__") and not any(
+        isinstance(getattr(ws, n), GatewaySocket) for n in Websocket.__slots__
+    )
 
 
 # -- parsing the ladder ---------------------------------------------------------------------------
@@ -328,7 +365,7 @@ def test_live_wss_fingerprint_mismatch_sends_no_credential(cli, ibgw_fake_gatewa
     wrong = "ab" * 32
     # the REST calls must pass (pinned right) so the websocket is what fails: pin the
     # websocket's TLS check only, through the configuration it reads
-    import ibgw_depth.wsclient as wsclient
+    import ibgw.websocket as wsclient
 
     real = wsclient.tls_context
     monkeypatch.setattr(wsclient, "tls_context", lambda config: (real(config)[0], wrong))
@@ -490,7 +527,7 @@ def test_upgrade_answers_become_states_without_secrets(answer, reason, capfd):
     from ibgw.errors import IbgwError
 
     server = _OneShot(answer)
-    sock = DepthSocket(
+    sock = GatewaySocket(
         f"ws://127.0.0.1:{server.port}/v1/api/ws", _Config(), SESSION, time.monotonic() + 3
     )
     try:
@@ -510,7 +547,7 @@ def test_malformed_session_is_never_sent():
     from ibgw.errors import Unavailable
 
     server = _OneShot(b"")
-    sock = DepthSocket(
+    sock = GatewaySocket(
         f"ws://127.0.0.1:{server.port}/v1/api/ws", _Config(), 'x"\r\nX: y', time.monotonic() + 2
     )
     try:
@@ -536,3 +573,59 @@ def test_environment_proxies_change_nothing(cli, ibgw_fake_gateway, monkeypatch)
     r = cli(*live(ibgw_fake_gateway, "depth", "SPY", "--levels", "1", "-o", "json"))
     assert r.exit_code == 0, r.stderr
     assert len(json.loads(r.stdout)) == 1
+
+
+# -- a plugin that tries other websocket topics through the core's websocket --------------------
+
+
+class _WsHostile:
+    """A read that subscribes its book, then tries the websocket topics issue 17 names."""
+
+    @staticmethod
+    def fetch(ctx):
+        tried = []
+        with ctx.websocket() as ws:
+            ws.send(SUBSCRIBE_SPY)
+            for text in ("umd+265598+{}", 'smd+265598+{"fields":["31"]}', "ubd+U7654321"):
+                try:
+                    ws.send(text)
+                    tried.append({"topic": text[:3], "result": "sent"})
+                except PolicyRefused:
+                    tried.append({"topic": text[:3], "result": "refused"})
+        return tried
+
+    from ibgw import hookimpl as _hookimpl
+
+    @_hookimpl
+    def ibgw_register_reads(register):
+        from ibgw import Read
+
+        register(
+            Read(
+                category="wshostile",
+                name="try",
+                default=True,
+                summary="x",
+                endpoints=[],
+                fetch=_WsHostile.fetch,
+                session=True,
+            )
+        )
+
+
+def test_other_websocket_topics_are_refused_audited_and_never_sent(
+    ibgw_pm, ibgw_cli, ibgw_env, ibgw_fake_gateway, canary
+):
+    ibgw_pm.register(_WsHostile)
+    gw = ibgw_fake_gateway
+    r = ibgw_cli(*live(gw, "wshostile", "-o", "json"))
+    assert r.exit_code == 6, (r.stdout, r.stderr)
+    assert "refused" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert wait_for(lambda: len(gw.ws_messages) >= 2)
+    time.sleep(0.2)
+    # its own subscription and the core's clean-up of it; nothing else reached the gateway
+    assert gw.ws_messages == [SUBSCRIBE_SPY, UNSUBSCRIBE]
+    records = [json.loads(line) for line in audit_text(ibgw_env).splitlines()]
+    denied = [(d["method"], d["path_template"]) for d in records if d["kind"] == "denied"]
+    assert denied == [("WS", "/ws umd"), ("WS", "/ws smd"), ("WS", "/ws ubd")]
+    assert [d["outcome"] for d in records if d["kind"] == "outcome"] == ["denied"]

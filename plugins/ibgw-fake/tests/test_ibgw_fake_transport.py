@@ -11,6 +11,7 @@ from ibgw_fake.scenarios import LOGIN_PAGE, SCENARIOS, scenario_names
 from ibgw_fake.transport import FakeTransport
 
 from ibgw.errors import UsageError
+from ibgw.gateway import _send_checked
 from ibgw.transport import REFUSED, TIMEOUT, Request, Response, TransportError
 
 NO_BRIDGE = {"error": "Bad Request: no bridge", "statusCode": 400}
@@ -19,8 +20,8 @@ NO_BRIDGE = {"error": "Bad Request: no bridge", "statusCode": 400}
 def call(transport, method, path, query=(), body=None, timeout=5.0):
     if method == "POST" and body is None:
         body = b"{}"
-    return transport.send(
-        Request(method, path, tuple(query), body, deadline=time.monotonic() + timeout)
+    return _send_checked(
+        transport, Request(method, path, tuple(query), body, deadline=time.monotonic() + timeout)
     )
 
 
@@ -141,7 +142,7 @@ def test_malformed_response_is_truncated_json_for_every_fixture(fake_pm):
             for k, v in (route.query or {}).items()
         )
         body = json.dumps(route.body or {}).encode() if method == "POST" else None
-        r = t.send(Request(method, route.path, query, body))
+        r = _send_checked(t, Request(method, route.path, query, body))
         assert (r.status, r.content_type) == (200, "application/json")
         with pytest.raises(ValueError):
             json.loads(r.body)
@@ -238,7 +239,9 @@ def test_query_and_body_reach_the_router(fake_pm):
     t = FakeTransport(fake_pm)
     spy = as_json(call(t, "GET", "/iserver/secdef/search", [("symbol", "SPY")]))
     assert spy[0]["conid"] == "756733"
-    aapl = as_json(t.send(Request("POST", "/iserver/secdef/search", (), b'{"symbol": "AAPL"}')))
+    aapl = as_json(
+        _send_checked(t, Request("POST", "/iserver/secdef/search", (), b'{"symbol": "AAPL"}'))
+    )
     assert aapl[0]["conid"] == "265598"
     # an unknown symbol: the real gateway answers an empty list, not 404
     unknown = call(t, "GET", "/iserver/secdef/search", [("symbol", "ZZZZ")])

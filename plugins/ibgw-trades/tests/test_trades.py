@@ -285,8 +285,10 @@ def test_policy_refuses_every_order_write(method, path):
 def test_order_write_declared_by_a_read_is_refused_before_any_byte(
     ibgw_pm, ibgw_cli, ibgw_responses, ibgw_env, method, path
 ):
-    """A read that declares an order write next to the trades GET (as a careless or
-    hostile plugin would): exit 6, nothing reaches the wire, a ``denied`` audit record."""
+    """A read that calls an order write beside the trades GET (as a careless or
+    hostile plugin would): exit 6, nothing reaches the wire, a ``denied`` audit record.
+    (Declaring the write is refused earlier still, at registration: see
+    tests/test_containment.py.)"""
     write = Endpoint(method, path)
 
     class Sneaky:
@@ -298,7 +300,7 @@ def test_order_write_declared_by_a_read_is_refused_before_any_byte(
                     name="order",
                     summary="x",
                     default=True,
-                    endpoints=[ibgw_trades.TRADES, write],
+                    endpoints=[ibgw_trades.TRADES],
                     fetch=lambda ctx: ctx.call(write, body={}) if method == "POST" else None,
                 )
             )

@@ -5,12 +5,12 @@ only over ``wss://localhost:5000/v1/api/ws`` with the topics ``sbd``/``ubd``. Th
 only HTTP endpoints this read calls are core ones (symbol search, accounts,
 ``/iserver/accounts``, ``/tickle`` for the websocket credential). ``/ws`` itself is
 not declared as an ``Endpoint``: it is not in IBKR's OpenAPI spec 2.29.0 and the
-read-only policy refuses it over plain HTTP on purpose; what is sent on the
-websocket is checked by :func:`ibgw_depth.wsclient.check_ws_message`.
+read-only policy refuses it over plain HTTP on purpose. The websocket is opened by
+the core (``ctx.websocket()``, :mod:`ibgw.websocket`), which keeps the credential
+and checks every message sent with :func:`ibgw.policy.check_ws_message`.
 
-This module holds declarations only; :mod:`ibgw_depth.reads` (fetch, schema) and
-:mod:`ibgw_depth.wsclient` (the websocket and its message policy) are imported when
-the read runs.
+This module holds declarations only; :mod:`ibgw_depth.reads` (fetch, schema) is
+imported when the read runs.
 """
 
 from ibgw import Param, Read, hookimpl
@@ -25,8 +25,8 @@ search. --exchange asks for one deep exchange's book (default: every deep exchan
 Market depth is streamed over the gateway's websocket (/v1/api/ws): ibgw takes the
 websocket credential from /tickle (never shown), subscribes with sbd+ACCOUNT+CONID,
 reads until one full book arrives (within --timeout), then unsubscribes (ubd) and
-closes. Only market-depth/market-data subscriptions and the keepalive are ever sent
-on the websocket. Without a market-depth subscription the gateway sends no book:
+closes. Only ibgw's own market-depth subscription, its unsubscribe and the
+keepalive are ever sent on the websocket. Without a market-depth subscription the gateway sends no book:
 exit 5 (not entitled).
 
 --watch prints every book update until Ctrl-C, then unsubscribes, closes and prints

@@ -3,12 +3,12 @@
 Steps (endpoint reference §6 and §1.4):
 
 1. the contract: ``ctx.resolve_symbol`` (``/iserver/secdef/search``), or ``--conid``;
-2. the account (``ctx.account()``), ``/iserver/accounts`` once (the brokerage
-   prerequisite for market data), and ``/tickle``: its ``iserver.authStatus`` must
-   say the brokerage session is usable, and its ``session`` is the websocket
-   credential (a secret: never copied anywhere but the ``api`` cookie);
-3. the websocket (``transport.websocket_url()``; the in-process fake backend starts
-   a loopback fake gateway for it): wait briefly for the hello (``system``/``sts``;
+2. the account (``ctx.account()``);
+3. the websocket, opened by the core (``ctx.websocket()``, :mod:`ibgw.websocket`):
+   it calls ``/iserver/accounts`` once (the brokerage prerequisite for market data)
+   and ``/tickle`` (the brokerage session must be usable; its ``session`` is the
+   websocket credential, which this plugin never sees), and checks every message
+   sent against the websocket policy. Wait briefly for the hello (``system``/``sts``;
    ``sts`` with ``authenticated: false`` is a manual-action state), send
    ``sbd+ACCT+CONID[+EXCHANGE]``, read ``sbd`` messages until a book with at least
    one bid or ask arrives (within the configured timeout), send ``ubd+ACCT`` and
@@ -35,12 +35,9 @@ import time
 from marshmallow import Schema, fields
 
 from ibgw import Result
-from ibgw.endpoints import ISERVER_ACCOUNTS, TICKLE
-from ibgw.errors import SessionError, Unavailable, UsageError
+from ibgw.errors import UsageError
 from ibgw.parse import integer, number
 from ibgw.runner import not_entitled
-
-from .wsclient import DepthSocket
 
 COLUMNS = ("level", "bid_size", "bid", "ask", "ask_size")
 WS_VARIANT = "WS /ws sbd"
@@ -119,50 +116,6 @@ def _sts_denied(message) -> bool:
 # -- the read -----------------------------------------------------------------------------
 
 
-def _session_secret(ctx) -> str:
-    """The tickle ``session`` (the websocket credential) after checking that the
-    brokerage session is usable. The value is returned, never shown."""
-    from ibgw.session import classify_tickle
-
-    answer = ctx.call(TICKLE)
-    result = classify_tickle(answer)
-    if result.outcome != "keepalive-success":
-        raise SessionError.from_status(result.status)
-    session = answer.get("session") if isinstance(answer, dict) else None
-    if not isinstance(session, str) or not session:
-        raise Unavailable(
-            "the gateway's keepalive answer carried no websocket session",
-            reason="malformed-response",
-            hint="Retry; if it persists, run 'ibgw doctor' and report the gateway build.",
-        )
-    return session
-
-
-def _websocket_url(ctx) -> str:
-    from ibgw.errors import NotServed
-
-    transport = ctx.gateway.transport
-    url = transport.websocket_url()
-    if url is None and callable(getattr(transport, "start_websocket", None)):
-        url = transport.start_websocket()  # the in-process fake: a loopback fake gateway
-    if not url:
-        raise NotServed(
-            "this backend has no websocket",
-            reason="not-served",
-            hint="Market depth is streamed over the gateway's websocket only.",
-        )
-    return url
-
-
-def _on_refused(ctx):
-    def record(topic: str, reason: str) -> None:
-        auditor = getattr(ctx.gateway, "auditor", None)
-        if auditor is not None:
-            auditor.denied(ctx.gateway.command, "WS", f"/ws {topic}", reason)
-
-    return record
-
-
 def fetch_book(ctx, symbol=None, conid=None, exchange=None, levels=10, watch=False):
     if watch and ctx.actor != "cli":
         raise UsageError(
@@ -178,18 +131,10 @@ def fetch_book(ctx, symbol=None, conid=None, exchange=None, levels=10, watch=Fal
         label = contract["symbol"]
     exchange = exchange.upper() if exchange else None
     account = ctx.account()
-    if "iserver-accounts" not in ctx.gateway._primed:
-        ctx.call(ISERVER_ACCOUNTS)
-        ctx.gateway._primed.add("iserver-accounts")
-    session = _session_secret(ctx)
-    url = _websocket_url(ctx)
-    deadline = time.monotonic() + float(getattr(ctx.config, "timeout", 15.0) or 15.0)
     subscribe = f"sbd+{account}+{conid}" + (f"+{exchange}" if exchange else "")
-    sock = DepthSocket(url, ctx.config, session, deadline, on_refused=_on_refused(ctx))
-    del session
     notes: list[str] = []
-    with sock:
-        _await_hello(sock, deadline)
+    with ctx.websocket() as sock:
+        _await_hello(sock, sock.deadline)
         sock.send(subscribe)
         try:
             ladder = _first_book(sock, conid, label)
@@ -206,7 +151,7 @@ def fetch_book(ctx, symbol=None, conid=None, exchange=None, levels=10, watch=Fal
     return Result(records=rows, notes=notes, provenance="documented", variant=WS_VARIANT)
 
 
-def _await_hello(sock: DepthSocket, deadline: float) -> None:
+def _await_hello(sock, deadline: float) -> None:
     """Read the gateway's hello messages (``system``, ``sts``) for a short while;
     ``sts`` saying not authenticated ends the read."""
     until = min(deadline, time.monotonic() + HELLO_WAIT_S)
@@ -228,7 +173,7 @@ def _await_hello(sock: DepthSocket, deadline: float) -> None:
             return
 
 
-def _first_book(sock: DepthSocket, conid: int, label: str) -> dict:
+def _first_book(sock, conid: int, label: str) -> dict:
     """Read until a book with at least one bid or ask arrives (within the deadline)."""
     ladder: dict = {}
     while True:
@@ -252,7 +197,7 @@ def _first_book(sock: DepthSocket, conid: int, label: str) -> dict:
             return ladder
 
 
-def _unsubscribe(sock: DepthSocket, account: str) -> None:
+def _unsubscribe(sock, account: str) -> None:
     try:
         sock.send(f"ubd+{account}")
     except Exception:  # noqa: BLE001 - the connection may already be gone

@@ -3,6 +3,11 @@
 It answers every :class:`ibgw.transport.Request` from the fixture router in the
 chosen scenario, with no network at all. Like the live transport it "sees" the
 cookies a real gateway would set and hands their values to the redactor.
+
+It honours the same send capability as the live transport (``ibgw.transport``):
+``send`` answers only a request the gateway facade checked and ticketed, and runs
+the read-only policy on it again, so containment tests on the fake backend prove
+the same property as on the live one.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class FakeTransport(Transport):
     paced = False
 
     def __init__(self, pm, scenario: str = "connected", latency_ms: int = 0):
+        super().__init__()
         self.router = FakeRouter(pm)
         self.scenario = check_scenario(scenario, self.router)
         if isinstance(latency_ms, bool) or not isinstance(latency_ms, int) or latency_ms < 0:
@@ -70,7 +76,7 @@ class FakeTransport(Transport):
             raise TransportError(TIMEOUT, "the fake gateway did not answer before the deadline")
         time.sleep(seconds)
 
-    def send(self, request: Request) -> Response:
+    def _deliver(self, request: Request) -> Response:
         if request.remaining() <= 0:
             raise TransportError(TIMEOUT, "the deadline passed before the call was sent")
         if self.latency_ms:

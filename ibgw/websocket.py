@@ -1,13 +1,23 @@
-"""The gateway websocket, read-only: the message policy and a hardened client.
+"""The gateway's websocket, read-only: the core route plugins use (``ctx.websocket()``).
 
-:func:`check_ws_message` is the websocket's read-only policy: every message this
-plugin sends passes it first, and it allows only the market-data topics a depth
-read needs (see its docstring). Anything else raises
-:class:`ibgw.errors.PolicyRefused` before a byte is sent.
+A plugin never opens the websocket itself, never sees its credential and never
+touches the transport. :func:`open_for` (behind :meth:`ibgw.runner.ReadContext.websocket`)
+does it inside the core, through the read's gateway facade:
 
-:class:`DepthSocket` connects to the URL the transport names
-(``Transport.websocket_url()``) the way the live transport connects to the REST
-API:
+1. ``/iserver/accounts`` once (the brokerage prerequisite for market data);
+2. ``/tickle``: its ``iserver.authStatus`` must say the brokerage session is usable,
+   and its ``session`` is the websocket credential (a secret: it only ever goes
+   into the ``api`` cookie of the upgrade request);
+3. the websocket URL the transport names (``Transport.websocket_url()``; the
+   in-process fake backend starts a loopback fake gateway for it);
+4. the connection (:class:`GatewaySocket`), wrapped in a :class:`Websocket` handle
+   that holds it in closures. Every message goes through
+   :func:`ibgw.policy.check_ws_message` with the connection's own subscriptions
+   remembered (``ubd`` only ends a subscription this connection made); a refusal
+   raises ``PolicyRefused`` (exit 6) before a byte is sent and is audited as
+   ``denied``. Closing the handle unsubscribes what is still subscribed.
+
+:class:`GatewaySocket` connects the way the live transport connects to the REST API:
 
 * only to that canonical host and port, with a socket of its own: no proxy from
   the environment, no redirect (``websockets`` follows none with a given socket);
@@ -17,15 +27,16 @@ API:
   runs without chain checks and the SHA-256 of the peer certificate must match
   before the upgrade request — which carries the credential — is written;
 * the credential is the cookie ``api={"session":"<tickle session>"}`` (reference
-  §1.4, as ibind sends it in gateway mode). The session value is a secret: it is
-  checked to be a plain token (no header injection), put in that one header, and
-  never formatted into any message, note or log line; the ``websockets`` logger
-  is kept below DEBUG so it never logs the handshake headers;
+  §1.4, as ibind sends it in gateway mode). The session value is checked to be a
+  plain token (no header injection), put in that one header, and never formatted
+  into any message, note or log line; the ``websockets`` logger is kept below
+  DEBUG so it never logs the handshake headers;
 * every wait is bounded by the read's deadline; failures become the session
   states of :mod:`ibgw.session` with ibgw's own words, raised outside ``except``
   blocks so no exception chain leads back to the websocket library's objects.
 
-``websockets`` is imported inside :meth:`DepthSocket.open`, never at module top.
+``websockets`` (a dependency of the plugins that stream, e.g. ibgw-depth) is
+imported inside :meth:`GatewaySocket.open`, never at module top.
 """
 
 from __future__ import annotations
@@ -40,17 +51,16 @@ import ssl
 import time
 from urllib.parse import urlsplit
 
-from ibgw.errors import NotServed, PolicyRefused
-from ibgw.policy import MAX_WS_SEND as MAX_SEND  # noqa: F401  (re-exported)
-from ibgw.policy import check_ws_message  # noqa: F401  (the core's websocket policy)
-from ibgw.policy import ws_topic as _topic
+from .errors import NotServed, PolicyRefused, Unavailable
+from .policy import check_ws_message
+from .policy import ws_topic as _topic
 
 MAX_MESSAGE = 1 << 20
 CLOSE_TIMEOUT_S = 2.0
 SESSION_RE = re.compile(r"[A-Za-z0-9._~\-]{8,256}")
 
-log = logging.getLogger("ibgw.depth")  # --debug: topics and states only, never headers
-_quiet = logging.getLogger("ibgw_depth.websocket")
+log = logging.getLogger("ibgw.websocket")  # --debug: topics and states only, never headers
+_quiet = logging.getLogger("ibgw_websocket_library")
 _quiet.setLevel(logging.WARNING)  # websockets logs handshake headers (the cookie) at DEBUG
 
 
@@ -63,7 +73,7 @@ class WsFailure(Exception):
 
 
 def _to_error(reason: str):
-    from ibgw.gateway import error_for
+    from .gateway import error_for
 
     if reason == "not-served":
         return NotServed(
@@ -125,24 +135,22 @@ def tls_context(config) -> tuple[ssl.SSLContext, str | None]:
     return ctx, fingerprint
 
 
-class DepthSocket:
-    """One websocket connection to the gateway, used as a context manager.
+class GatewaySocket:
+    """One websocket connection to the gateway (core-internal: plugins get a
+    :class:`Websocket`), used as a context manager.
 
     ``url`` is the transport's ``ws://``/``wss://`` URL; ``session`` the tickle
     session (a secret); ``deadline`` a ``time.monotonic()`` instant bounding
     :meth:`open` and every :meth:`recv` that passes no shorter timeout.
-    ``on_refused(topic, reason)`` is called when the policy refuses a message.
     """
 
-    def __init__(self, url: str, config, session: str, deadline: float, on_refused=None):
+    def __init__(self, url: str, config, session: str, deadline: float):
         self.url = url
         self.config = config
         self._session = session
         self.deadline = deadline
-        self.on_refused = on_refused
         self._conn = None
         self._cm = None
-        self.sent: list[str] = []
 
     # -- opening -------------------------------------------------------------------
     def _left(self) -> float:
@@ -185,7 +193,7 @@ class DepthSocket:
             raise WsFailure(reason)
         return tls
 
-    def open(self) -> DepthSocket:
+    def open(self) -> GatewaySocket:
         """Connect, verify, and upgrade; raises the session error on failure."""
         reason = None
         try:
@@ -203,7 +211,7 @@ class DepthSocket:
         from websockets.exceptions import InvalidHandshake, InvalidStatus
         from websockets.sync.client import connect
 
-        from ibgw import __version__
+        from . import __version__
 
         parts = urlsplit(self.url)
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
@@ -263,13 +271,7 @@ class DepthSocket:
 
     # -- talking ---------------------------------------------------------------------
     def send(self, text: str) -> None:
-        """Send one message after :func:`check_ws_message` allowed it."""
-        try:
-            check_ws_message(text)
-        except PolicyRefused as exc:
-            if self.on_refused is not None:
-                self.on_refused(_topic(text), exc.reason)
-            raise
+        """Send one message. Only :class:`Websocket` calls this, after the policy."""
         reason = None
         try:
             self._conn.send(text)
@@ -277,7 +279,6 @@ class DepthSocket:
             reason = "connection-reset"
         if reason is not None:
             raise _to_error(reason)
-        self.sent.append(text)
         log.debug("websocket: sent %s", _topic(text))
 
     def recv(self, timeout: float | None = None):
@@ -287,7 +288,7 @@ class DepthSocket:
         ``malformed-response``."""
         from websockets.exceptions import ConnectionClosed
 
-        from ibgw.jsonstrict import MalformedJSON, loads_strict
+        from .jsonstrict import MalformedJSON, loads_strict
 
         wait = self._left() if timeout is None else timeout
         if wait <= 0:
@@ -324,7 +325,7 @@ class DepthSocket:
             except Exception:  # noqa: BLE001 - closing must not raise
                 pass
 
-    def __enter__(self) -> DepthSocket:
+    def __enter__(self) -> GatewaySocket:
         return self.open()
 
     def __exit__(self, *exc) -> None:
@@ -338,3 +339,120 @@ def _close_quietly(sock) -> None:
         sock.close()
     except OSError:
         pass
+
+
+# -- what plugins get ------------------------------------------------------------------
+
+
+class Websocket:
+    """The gateway's websocket as a plugin sees it (from ``ctx.websocket()``).
+
+    ``send(text)`` sends one message the websocket policy allows (see
+    :func:`ibgw.policy.check_ws_message`), ``recv(timeout=None)`` returns the next
+    message as parsed JSON or ``None`` when the timeout (default: the time left
+    before the deadline) passes, ``close()`` unsubscribes what this connection still
+    has subscribed and closes. Use it as a context manager. The connection lives in
+    this object's closures; nothing here reaches the socket, the credential or the
+    transport."""
+
+    __slots__ = ("send", "recv", "close", "deadline")
+
+    def __init__(self, sock: GatewaySocket, on_refused):
+        subscribed: set[tuple[str, str]] = set()
+        self.deadline = sock.deadline
+
+        def send(text) -> None:
+            try:
+                effect = check_ws_message(text, frozenset(subscribed))
+            except PolicyRefused as exc:
+                failure = exc
+            else:
+                failure = None
+            if failure is not None:
+                raise on_refused(_topic(text), failure)
+            sock.send(text)
+            if effect is not None and effect[0] == "sbd":
+                subscribed.add((effect[1], effect[2]))
+            elif effect is not None and effect[0] == "ubd":
+                subscribed.difference_update({s for s in subscribed if s[0] == effect[1]})
+
+        def recv(timeout: float | None = None):
+            return sock.recv(timeout=timeout)
+
+        def close() -> None:
+            for account in sorted({acct for acct, _ in subscribed}):
+                try:
+                    send(f"ubd+{account}")
+                except Exception:  # noqa: BLE001 - the connection may already be gone
+                    break
+            sock.close()
+
+        self.send, self.recv, self.close = send, recv, close
+
+    def __enter__(self) -> Websocket:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _session_secret(gateway) -> str:
+    """The tickle ``session`` (the websocket credential) after checking that the
+    brokerage session is usable. The value is returned, never shown."""
+    from .endpoints import TICKLE
+    from .errors import SessionError
+    from .session import classify_tickle
+
+    answer = gateway.call(TICKLE)
+    result = classify_tickle(answer)
+    if result.outcome != "keepalive-success":
+        raise SessionError.from_status(result.status)
+    session = answer.get("session") if isinstance(answer, dict) else None
+    if not isinstance(session, str) or not session:
+        raise Unavailable(
+            "the gateway's keepalive answer carried no websocket session",
+            reason="malformed-response",
+            hint="Retry; if it persists, run 'ibgw doctor' and report the gateway build.",
+        )
+    return session
+
+
+def _url_of(transport) -> str:
+    url = transport.websocket_url()
+    if url is None and callable(getattr(transport, "start_websocket", None)):
+        url = transport.start_websocket()  # the in-process fake: a loopback fake gateway
+    if not url:
+        raise NotServed(
+            "this backend has no websocket",
+            reason="not-served",
+            hint="Streamed data comes over the gateway's websocket only.",
+        )
+    return url
+
+
+def open_for(gateway, config, timeout: float | None = None) -> Websocket:
+    """Open the gateway's websocket for a read, through its facade ``gateway``
+    (core-internal: plugins call ``ctx.websocket()``)."""
+    from .endpoints import ISERVER_ACCOUNTS
+    from .transport import refused
+
+    gateway._prime("iserver-accounts", ISERVER_ACCOUNTS)
+    session = _session_secret(gateway)
+    url = _url_of(gateway.transport)
+    wait = float(timeout or getattr(config, "timeout", 15.0) or 15.0)
+    sock = GatewaySocket(url, config, session, time.monotonic() + wait)
+    del session
+
+    def on_refused(topic: str, failure: PolicyRefused) -> PolicyRefused:
+        log.debug("websocket: refused %s", topic)
+        return refused(
+            failure.message,
+            failure.reason,
+            "WS",
+            template=f"/ws {topic}",
+            auditor=gateway.auditor,
+            command=gateway.command,
+        )
+
+    sock.open()
+    return Websocket(sock, on_refused)
