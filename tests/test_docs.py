@@ -174,7 +174,7 @@ def test_read_command_and_fixture_examples_run(ibgw_pm, ibgw_cli):
 # -- docs/plugins.md: declarations, ReadContext, fixtures -------------------------------
 
 
-@pytest.mark.parametrize("name", ["Endpoint", "Param", "Read", "Result", "FakeRoute"])
+@pytest.mark.parametrize("name", ["Endpoint", "Param", "Read", "Category", "Result", "FakeRoute"])
 def test_every_declaration_field_is_documented(name):
     import ibgw.declarations
 
