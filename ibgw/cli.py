@@ -407,11 +407,12 @@ def create_cli(pm=None) -> click.Group:
     for category, items in sorted(reads.categories().items()):
         cli.current_owner = reads.owner[items[0].key]
         defaults = [r.name for r in items if r.default]
+        summary = reads.summary(category)  # the owner's Category, else a read's summary
         group = CategoryGroup(
             category,
             default_read=defaults[0] if defaults else None,
             reads=items,
-            help=f"{category.capitalize()} reads." if len(items) > 1 else items[0].summary,
+            help=summary,
             context_settings={"help_option_names": ["-h", "--help"]},
         )
         cli.add_command(group)

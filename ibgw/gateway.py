@@ -43,6 +43,19 @@ def error_for(reason: str, **kw) -> IbgwError:
     return kind(kw.pop("message", message), reason=reason, hint=kw.pop("hint", hint))
 
 
+_BUILTINS = []  # the plugin manager of a facade built without one (made on first use)
+
+
+def _builtin_plugins():
+    """A plugin manager holding only the built-in plugins. The plugin manager knows
+    them by module name; this module never imports a plugin."""
+    if not _BUILTINS:
+        from .plugins import get_plugin_manager
+
+        _BUILTINS.append(get_plugin_manager(load_entrypoints=False))
+    return _BUILTINS[0]
+
+
 class Gateway:
     """One read's view of the gateway. Thread-safe: a read may run several calls
     in flight (the pacer keeps the rate)."""
@@ -101,12 +114,11 @@ class Gateway:
         return self._send(endpoint, request)
 
     def session_status(self) -> SessionStatus:
-        status = self.pm.hook.ibgw_session_status(gateway=self) if self.pm else None
-        if status is None:
-            from .default_plugins.session import ibgw_session_status
-
-            status = ibgw_session_status(self)
-        return status
+        """Classify the session through the ``ibgw_session_status`` hook (the built-in
+        implementation is ``trylast``). A facade built without a plugin manager asks
+        one holding only the built-in plugins."""
+        pm = self.pm if self.pm is not None else _builtin_plugins()
+        return pm.hook.ibgw_session_status(gateway=self)
 
     # -- checks -------------------------------------------------------------
     def _deny(self, endpoint: Endpoint, message: str, reason: str = "refused-by-policy"):

@@ -564,7 +564,7 @@ class IbgwMcp:
         read = self.table.reads[name]
         try:
             if read is None:
-                from .default_plugins.session import check_status
+                from .status import check_status
 
                 return status_result(self.app, check_status(self.app, actor=ACTOR))
             from .runner import run_read

@@ -288,6 +288,7 @@ class ReadRegistry:
         self.reads: dict[str, object] = {}
         self.owner: dict[str, str] = {}
         self.summaries: dict[str, str] = {}  # category -> its one-line help (Category)
+        self.declared: dict[str, dict[str, str]] = {}  # category -> {plugin: summary}
         self.errors: list[str] = []
 
     def __iter__(self):
@@ -311,6 +312,17 @@ class ReadRegistry:
             out.setdefault(read.category, []).append(read)
         return out
 
+    def summary(self, category: str) -> str:
+        """The category's one-line help: the ``Category`` its owner (the plugin of its
+        first read) declared, else its default read's summary, else its first read's."""
+        items = [r for r in self.reads.values() if r.category == category]
+        if not items:
+            return self.summaries.get(category, "")
+        declared = self.declared.get(category, {}).get(self.owner[items[0].key])
+        if declared:
+            return declared
+        return ([r for r in items if r.default] or items)[0].summary
+
 
 def _refused_endpoint(read, is_denied) -> str | None:
     """The first endpoint ``read`` declares that the read-only policy denies."""
@@ -333,7 +345,8 @@ def collect_reads(pm: PluginManager) -> ReadRegistry:
 
         def register(read, _owner=plugin_name):
             if isinstance(read, Category):
-                registry.summaries.setdefault(read.name, read.summary)
+                registry.summaries.setdefault(read.name, read.summary)  # first wins
+                registry.declared.setdefault(read.name, {}).setdefault(_owner, read.summary)
                 return
             if not isinstance(read, Read):
                 raise TypeError(f"plugin {_owner} registered {type(read).__name__}, not a Read")

@@ -32,6 +32,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -433,6 +434,42 @@ def check_ws_message(text, subscribed=None) -> tuple[str, str, str] | None:
     raise refused
 
 
+# -- refusals reach the running read ---------------------------------------------------
+# The runner sets a sink for the read it runs (a context variable: each read, and the
+# threads of ctx.parallel, see their own); a refusal below the facade (the transport,
+# the websocket, this module's seal) calls it, so the read is audited as denied even
+# when plugin code swallows the exception.
+_REFUSAL_SINK: ContextVar = ContextVar("ibgw_refusal_sink", default=None)
+
+
+def refused(
+    message: str,
+    reason: str,
+    method: str = "",
+    path: str = "",
+    *,
+    template: str | None = None,
+    auditor=None,
+    command: str = "",
+) -> PolicyRefused:
+    """Report a containment refusal to the running read and return the exception to
+    raise. ``path`` is reduced to a template-like form (no identifiers); ``template``
+    is used as it is (ibgw's own words). With no read running, ``auditor`` (if
+    given) records the ``denied`` record instead."""
+    if template is None:
+        template = _template_ish(path) if path else "?"
+    method = str(method)[:10] or "?"
+    sink = _REFUSAL_SINK.get()
+    try:
+        if sink is not None:
+            sink(method, template, reason)
+        elif auditor is not None:
+            auditor.denied(command, method, template, reason)
+    except Exception:  # noqa: BLE001 - reporting must not hide the refusal
+        pass
+    return PolicyRefused(message, reason=reason)
+
+
 # -- the module itself ----------------------------------------------------------------
 # The policy cannot be rebound at run time: ``ibgw.policy.is_denied = ...`` (or
 # ``monkeypatch.setattr``) raises. Consumers (the facade, the transports, read
@@ -444,8 +481,6 @@ def check_ws_message(text, subscribed=None) -> tuple[str, str, str] | None:
 
 class _SealedModule(type(re)):
     def __setattr__(self, name, value):
-        from .transport import refused
-
         raise refused(
             f"refused: ibgw.policy.{_escape(str(name), 40)} cannot be changed at run time",
             "policy-tampering",

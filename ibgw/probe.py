@@ -3,52 +3,24 @@
 Each read that declares ``probe`` parameters is run once with them (within the
 pacing limits, audited like any read). A read answers ``works`` (its preferred
 variant), ``fallback`` (preferred variants not served, a later one answered: the
-detail lists those not served), ``not served`` or ``not entitled``. The table is kept per gateway and build in
-the state directory; reads consult it to try the working variant first.
+detail lists those not served), ``not served`` or ``not entitled``. The table is kept
+per gateway and build in the state directory (:mod:`ibgw.probe_table`); reads consult
+it to try the working variant first.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import time
-
 from .errors import AuditUnavailable, IbgwError, NotServed, SessionError
+from .probe_table import last_probe, probe_result_for, save_probe
 
-PROBE_FILE = "probe.json"
-
-
-def _path(app) -> str:
-    return os.path.join(app.config.state_dir, PROBE_FILE)
-
-
-def _load(app) -> dict:
-    try:
-        with open(_path(app), encoding="utf-8") as fh:
-            data = json.load(fh)
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def probe_result_for(app, read) -> dict | None:
-    entry = _load(app).get(app.cache_key())
-    if not isinstance(entry, dict):
-        return None
-    result = (entry.get("reads") or {}).get(read.key)
-    return result if isinstance(result, dict) else None
-
-
-def last_probe(app) -> dict | None:
-    entry = _load(app).get(app.cache_key())
-    return entry if isinstance(entry, dict) else None
+__all__ = ["last_probe", "probe_result_for", "run_probe"]
 
 
 def run_probe(app, categories=()) -> tuple[dict, list[dict]]:
     """Probe every read (of ``categories`` if given). Returns the session status as
     a dict and one row per read."""
-    from .default_plugins.session import check_status
     from .runner import run_read
+    from .status import check_status
 
     status = check_status(app, actor="probe")
     rows: list[dict] = []
@@ -86,15 +58,5 @@ def run_probe(app, categories=()) -> tuple[dict, list[dict]]:
                 row.update(result="error", detail=exc.reason)
         rows.append(row)
     if status.usable:
-        data = _load(app)
-        data[app.cache_key()] = {
-            "build": status.build,
-            "time": int(time.time()),
-            "reads": {r["read"]: r for r in rows},
-        }
-        os.makedirs(app.config.state_dir, mode=0o700, exist_ok=True)
-        tmp = _path(app) + f".{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh)
-        os.replace(tmp, _path(app))
+        save_probe(app, status.build, rows)
     return status.as_dict(), rows

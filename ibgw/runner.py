@@ -159,7 +159,7 @@ class _ContextHelpers:
         when ``allow_undocumented`` is off; the variant ``ibgw probe`` found working on
         this gateway is tried first (the others still follow: a build can change after
         a probe). Raises NotServed listing every variant tried."""
-        from .probe import probe_result_for
+        from .probe_table import probe_result_for
 
         allow_undoc = getattr(self.config, "allow_undocumented", True)
         known = probe_result_for(self._probe_view(), self.read)

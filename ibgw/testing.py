@@ -5,26 +5,16 @@ session that has ``ibgw`` installed gets these fixtures without a ``conftest.py`
 
 ``ibgw_env``
     an isolated environment (own state dir, empty config file, no stray ``IBGW_*``).
-``ibgw_pm``
-    a fresh plugin manager with the built-in plugins and the fake backend;
-    register your own plugin with ``ibgw_pm.register(my_module)``.
-``ibgw_cli``
-    run the ``ibgw`` CLI built from ``ibgw_pm`` against the fake backend.
-``ibgw_fake_gateway`` / ``ibgw_fake_gateway_tls``
-    a real loopback HTTP / HTTPS fake Client Portal Gateway.
 ``ibgw_responses``
     a started ``responses`` mock for pinning the live transport's requests.
 ``ibgw_subprocess_env``
     the environment for running the installed ``ibgw`` script in a subprocess.
 
-A plugin test then reads::
-
-    import my_plugin
-
-    def test_my_read(ibgw_pm, ibgw_cli):
-        ibgw_pm.register(my_plugin)
-        result = ibgw_cli("fx", "rate", "USD", "EUR", "-o", "json")
-        assert result.exit_code == 0, result.output
+The fixtures that need the fake backend (``ibgw_pm``, ``ibgw_cli``,
+``ibgw_fake_gateway``, ``ibgw_fake_gateway_tls``) ship with it, in
+``ibgw_fake.testing`` (the ``ibgw-fake`` distribution's ``pytest11`` entry point):
+the core never imports a plugin package. A test that asks for one of them without
+ibgw-fake installed fails with one line saying what to install.
 
 This module imports only the standard library and pytest at top level: it is
 loaded into every pytest run of an environment where ibgw is installed.
@@ -33,13 +23,31 @@ loaded into every pytest run of an environment where ibgw is installed.
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
+_FAKE_FIXTURES = ("ibgw_pm", "ibgw_cli", "ibgw_fake_gateway", "ibgw_fake_gateway_tls")
 _FAKE_MISSING = (
-    "the ibgw pytest fixtures need the fake backend: install the 'ibgw-fake' distribution "
-    "(pip install ibgw-fake, or pip install -e plugins/ibgw-fake from a checkout)"
+    "{names}: the fixtures that need the fake backend come with the 'ibgw-fake' distribution; "
+    "install it (pip install ibgw-fake, or pip install -e plugins/ibgw-fake from a checkout)"
 )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """One clear line instead of pytest's "fixture 'ibgw_pm' not found" when a test
+    asks for a fake-backend fixture and ibgw-fake's pytest plugin is not loaded."""
+    wanted = [n for n in _FAKE_FIXTURES if n in getattr(item, "fixturenames", ())]
+    if not wanted:
+        return
+    plugin = sys.modules.get("ibgw_fake.testing")
+    if plugin is not None and item.config.pluginmanager.is_registered(plugin):
+        return
+    defined = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    missing = [n for n in wanted if n not in defined]  # a conftest may define its own
+    if missing:
+        pytest.fail(_FAKE_MISSING.format(names=", ".join(missing)), pytrace=False)
 
 
 @pytest.fixture
@@ -59,99 +67,6 @@ def ibgw_env(tmp_path, monkeypatch):
     (tmp_path / "config.toml").write_text("", encoding="utf-8")
     monkeypatch.setenv("IBGW_CONFIG", str(tmp_path / "config.toml"))
     yield tmp_path
-
-
-@pytest.fixture
-def ibgw_pm(ibgw_env):
-    """A fresh :class:`ibgw.plugins.PluginManager` for one test.
-
-    It holds the built-in plugins and the fake backend (``ibgw_fake``, registered
-    under the name ``fake``) but no entry-point plugins, so tests do not depend
-    on what else is installed. Add the plugin under test with
-    ``ibgw_pm.register(my_module)``; the fake backend picks up its fixtures
-    (``ibgw_fake_fixtures``) even when it is registered after the fake gateway
-    fixture started.
-    """
-    from ibgw.plugins import PluginInfo, get_plugin_manager
-
-    try:
-        import ibgw_fake
-    except ImportError:
-        pytest.fail(_FAKE_MISSING, pytrace=False)
-    pm = get_plugin_manager(load_entrypoints=False)
-    if not pm.has_plugin("fake"):
-        pm.register_checked(
-            ibgw_fake, "fake", PluginInfo(name="fake", distribution="ibgw-fake", version=None)
-        )
-    return pm
-
-
-@pytest.fixture
-def ibgw_cli(ibgw_pm):
-    """Run the ibgw CLI in-process: ``ibgw_cli(*args, input=None, **kwargs)``.
-
-    Builds a fresh root command with ``ibgw.cli.create_cli(ibgw_pm)`` for every
-    call and runs it through :class:`click.testing.CliRunner`. ``--backend fake``
-    is put in front of ``args`` unless they already choose a backend
-    (``--backend NAME`` or ``--backend=NAME``); choose a fault with the CLI's own
-    scenario option. Extra keyword arguments go to ``CliRunner.invoke`` (for
-    example ``env=`` or ``catch_exceptions=False``). Returns the
-    :class:`click.testing.Result`: check ``exit_code``, ``output`` (stdout) and
-    ``stderr``.
-    """
-    from click.testing import CliRunner
-
-    from ibgw.cli import create_cli
-
-    def run(*args, input=None, **kwargs):
-        argv = [str(a) for a in args]
-        if not any(a == "--backend" or a.startswith("--backend=") for a in argv):
-            argv = ["--backend", "fake", *argv]
-        return CliRunner().invoke(create_cli(ibgw_pm), argv, input=input, **kwargs)
-
-    return run
-
-
-def _fake_gateway(pm, tls: bool):
-    try:
-        from ibgw_fake.server import FakeGatewayServer
-    except ImportError:
-        pytest.fail(_FAKE_MISSING, pytrace=False)
-    return FakeGatewayServer(pm, tls=tls, port=0)
-
-
-@pytest.fixture
-def ibgw_fake_gateway(ibgw_pm):
-    """A running fake Client Portal Gateway over plain HTTP on a free loopback port.
-
-    A :class:`ibgw_fake.server.FakeGatewayServer` serving every fixture of
-    ``ibgw_pm`` under ``/v1/api``: ``.url`` is ``http://127.0.0.1:PORT/v1/api``;
-    set ``.scenario`` (and ``.latency_ms``) at any time; ``.requests`` logs
-    ``(method, path, query)`` of every request and ``.stats`` counts requests
-    per path and the 429s of its enforced IBKR pacing limits. Stopped after
-    the test.
-    """
-    server = _fake_gateway(ibgw_pm, tls=False)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def ibgw_fake_gateway_tls(ibgw_pm):
-    """Like ``ibgw_fake_gateway`` but over HTTPS with a freshly generated
-    self-signed certificate for ``localhost``/``127.0.0.1``/``::1``:
-    ``.url`` is ``https://localhost:PORT/v1/api``, ``.fingerprint`` the
-    certificate's SHA-256 fingerprint (lower-case hex) and ``.cert_path`` a PEM
-    file usable as a CA bundle while the server runs."""
-    server = _fake_gateway(ibgw_pm, tls=True)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

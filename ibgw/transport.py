@@ -24,10 +24,10 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from .errors import PolicyRefused
+from .policy import _REFUSAL_SINK, refused  # noqa: F401 - re-exported: where reads meet it
 
 # TransportError kinds, each mapped by the gateway to an ``unavailable`` reason.
 REFUSED = "gateway-down"  # connection refused, DNS failure, host unreachable
@@ -72,43 +72,6 @@ class TransportError(Exception):
     def __init__(self, kind: str, message: str = ""):
         super().__init__(message or kind)
         self.kind = kind
-
-
-# -- refusals reach the running read ---------------------------------------------------
-# The runner sets a sink for the read it runs (a context variable: each read, and the
-# threads of ctx.parallel, see their own); a refusal below the facade calls it, so the
-# read is audited as denied even when plugin code swallows the exception.
-_REFUSAL_SINK: ContextVar = ContextVar("ibgw_refusal_sink", default=None)
-
-
-def refused(
-    message: str,
-    reason: str,
-    method: str = "",
-    path: str = "",
-    *,
-    template: str | None = None,
-    auditor=None,
-    command: str = "",
-) -> PolicyRefused:
-    """Report a containment refusal to the running read and return the exception to
-    raise. ``path`` is reduced to a template-like form (no identifiers); ``template``
-    is used as it is (ibgw's own words). With no read running, ``auditor`` (if
-    given) records the ``denied`` record instead."""
-    if template is None:
-        from .policy import _template_ish
-
-        template = _template_ish(path) if path else "?"
-    method = str(method)[:10] or "?"
-    sink = _REFUSAL_SINK.get()
-    try:
-        if sink is not None:
-            sink(method, template, reason)
-        elif auditor is not None:
-            auditor.denied(command, method, template, reason)
-    except Exception:  # noqa: BLE001 - reporting must not hide the refusal
-        pass
-    return PolicyRefused(message, reason=reason)
 
 
 # -- the send capability ----------------------------------------------------------------

@@ -91,9 +91,7 @@ def test_every_hook_is_documented_with_its_exact_signature():
             problems.append(f"{name}: no heading '### `{name}{expected}`'")
         for found in documented.get(name, set()) - {expected}:
             problems.append(f"{name}: documented as {name}{found}, the spec is {name}{expected}")
-    import ibgw.testing
-
-    fixtures = {n for n in vars(ibgw.testing) if n.startswith("ibgw_")}
+    fixtures = set(fixture_names())
     for name in sorted(set(documented) - set(specs) - fixtures):
         problems.append(f"{name}: documented but not a hook in ibgw.hookspecs")
     assert not problems, "docs/plugins.md:\n" + "\n".join(problems)
@@ -176,7 +174,7 @@ def test_read_command_and_fixture_examples_run(ibgw_pm, ibgw_cli):
 # -- docs/plugins.md: declarations, ReadContext, fixtures -------------------------------
 
 
-@pytest.mark.parametrize("name", ["Endpoint", "Param", "Read", "Result", "FakeRoute"])
+@pytest.mark.parametrize("name", ["Endpoint", "Param", "Read", "Category", "Result", "FakeRoute"])
 def test_every_declaration_field_is_documented(name):
     import ibgw.declarations
 
@@ -199,11 +197,23 @@ def test_read_context_api_is_documented():
     assert not missing, f"docs/plugins.md, ReadContext: undocumented {missing}"
 
 
-def test_pytest_fixtures_are_documented():
-    import ibgw.testing
+def fixture_names() -> list[str]:
+    """The fixtures of ibgw's pytest plugin and of ibgw-fake's (when installed)."""
+    import importlib
 
+    names = []
+    for module in ("ibgw.testing", "ibgw_fake.testing"):
+        try:
+            names += [n for n in vars(importlib.import_module(module)) if n.startswith("ibgw_")]
+        except ImportError:
+            continue
+    return names
+
+
+def test_pytest_fixtures_are_documented():
     body = section(PLUGINS_MD.read_text(encoding="utf-8"), "## Testing plugins")
-    fixtures = [n for n in vars(ibgw.testing) if n.startswith("ibgw_")]
+    fixtures = fixture_names()
+    assert "ibgw_pm" in fixtures and "ibgw_env" in fixtures
     missing = [n for n in fixtures if f"`{n}`" not in body]
     assert not missing, f"docs/plugins.md, Testing plugins: undocumented fixtures {missing}"
 

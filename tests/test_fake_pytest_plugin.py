@@ -1,4 +1,5 @@
-"""The pytest fixtures that ship with ibgw (``ibgw.testing``) for plugin authors."""
+"""The pytest fixtures for plugin authors: ``ibgw.testing`` (ibgw_env, ibgw_responses,
+ibgw_subprocess_env) and ``ibgw_fake.testing`` (the fixtures that need the fake backend)."""
 
 import os
 import subprocess
@@ -111,3 +112,45 @@ def test_a_third_party_plugin_test_suite_gets_the_fixtures(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 passed" in proc.stdout
+
+
+def _pytest_in(tmp_path, *extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IBGW_", "PYTEST_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_without_the_fake_plugin_a_fake_fixture_fails_with_one_clear_line(tmp_path):
+    """The fake-backend fixtures ship with ibgw-fake; without its pytest plugin a test
+    that asks for one is told what to install, while the core's fixtures still work."""
+    (tmp_path / "test_it.py").write_text(
+        textwrap.dedent(
+            """
+            def test_needs_the_fake(ibgw_cli):
+                pass
+
+            def test_core_only(ibgw_env, ibgw_subprocess_env):
+                assert ibgw_subprocess_env["IBGW_STATE_DIR"] == str(ibgw_env / "state")
+            """
+        )
+    )
+    proc = _pytest_in(tmp_path, "-p", "no:ibgw-fake", "test_it.py")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "1 passed" in out and "1 error" in out, out
+    assert "ibgw_cli: the fixtures that need the fake backend come with the 'ibgw-fake'" in out
+    assert "fixture 'ibgw_cli' not found" not in out, out
+
+
+def test_the_core_pytest_plugin_does_not_load_the_fake_backend(tmp_path):
+    (tmp_path / "test_it.py").write_text(
+        "import sys\n\ndef test_core(ibgw_env):\n    assert 'ibgw_fake' not in sys.modules\n"
+    )
+    proc = _pytest_in(tmp_path, "-p", "no:ibgw-fake", "test_it.py")
+    assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout + proc.stderr

@@ -1,6 +1,6 @@
 """Built-in: account discovery (``ibgw accounts``, ``summary``, ``ledger``, ``positions``)."""
 
-from ibgw import Param, Read, hookimpl
+from ibgw import Category, Param, Read, hookimpl
 from ibgw.endpoints import (
     PORTFOLIO_ACCOUNTS,
     PORTFOLIO_LEDGER,
@@ -18,6 +18,7 @@ F = "ibgw.default_plugins.accounts_reads"
 
 @hookimpl
 def ibgw_register_reads(register):
+    register(Category("accounts", "Accounts, balances, cash ledger and positions."))
     register(
         Read(
             category="accounts",

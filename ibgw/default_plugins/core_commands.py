@@ -109,10 +109,10 @@ def probe(categories):
 @click.pass_context
 def doctor(ctx):
     """One report: configuration, session state, plugins, and the last probe table."""
-    from ibgw.default_plugins.session import check_status
     from ibgw.errors import STATE_EXIT
     from ibgw.output import emit, render
     from ibgw.probe import last_probe
+    from ibgw.status import check_status
 
     app = _app()
     fmt = app.output

@@ -4,6 +4,10 @@ import click
 
 from ibgw.hookspecs import hookimpl
 
+# ``check_status`` and ``keepalive_once`` (the audited operations behind these commands)
+# are in the core, ibgw.status, so the MCP server and ``ibgw probe`` use them without
+# importing a built-in plugin.
+
 STATUS_COLUMNS = ("state", "reason", "message", "hint", "build")
 
 
@@ -58,34 +62,6 @@ def ibgw_keepalive(gateway):
     return result
 
 
-def check_status(app, actor="cli"):
-    """Audited session status; a usable session lifts the keepalive guard."""
-    from ibgw.runner import run_audited
-
-    def go(auditor):
-        status = app.gateway(auditor=auditor, command="status").session_status()
-        if status.usable:
-            app.guard.clear()
-        return status
-
-    return run_audited(app, "status", {}, actor, go)
-
-
-def keepalive_once(app, actor="cli"):
-    from ibgw.runner import run_audited
-
-    def go(auditor):
-        gateway = app.gateway(auditor=auditor, command="keepalive")
-        result = app.pm.hook.ibgw_keepalive(gateway=gateway)
-        if result.outcome == "keepalive-expired":
-            app.guard.block("keepalive-expired")
-        elif result.outcome == "keepalive-success":
-            app.guard.clear()
-        return result
-
-    return run_audited(app, "keepalive", {}, actor, go)
-
-
 def _print(app, record: dict, columns):
     from ibgw.output import emit, render
 
@@ -98,6 +74,7 @@ def status(ctx):
     """Is the broker session usable? Exit 0 usable, 3 manual action required, 4 unavailable."""
     from ibgw.app import current_app
     from ibgw.errors import STATE_EXIT
+    from ibgw.status import check_status
 
     app = current_app()
     st = check_status(app)
@@ -126,6 +103,7 @@ def keepalive(ctx, watch, interval):
     from ibgw.app import current_app
     from ibgw.errors import STATE_EXIT, IbgwError
     from ibgw.output import emit_error
+    from ibgw.status import keepalive_once
 
     app = current_app()
     columns = ("outcome", "state", "reason", "hint")

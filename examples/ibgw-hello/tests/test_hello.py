@@ -1,7 +1,7 @@
 """Tests of the example plugin, offline: the fake backend, pinned HTTP with
 ``responses``, and the installed ``ibgw`` script in a subprocess. The fixtures
-(``ibgw_pm``, ``ibgw_cli``, ``ibgw_responses``, ``ibgw_env``) come from ibgw's
-pytest plugin, loaded automatically when ibgw is installed."""
+(``ibgw_pm``, ``ibgw_cli``, ``ibgw_responses``, ``ibgw_env``) come from the pytest
+plugins of ibgw and ibgw-fake, loaded automatically when they are installed."""
 
 import json
 import os

@@ -836,7 +836,9 @@ def test_unknown_shapes_are_unrecognised(data):
 
 def test_read_declaration():
     found = {}
-    ibgw_fundamentals.ibgw_register_reads(lambda read: found.setdefault(read.key, read))
+    ibgw_fundamentals.ibgw_register_reads(
+        lambda read: found.setdefault(getattr(read, "key", read.name), read)
+    )
     read = found["fundamentals show"]
     assert read.default and read.probe == {"symbol": "AAPL", "section": "summary"}
     for section, variants in ibgw_fundamentals.SECTION_VARIANTS.items():

@@ -658,7 +658,9 @@ def test_headline_items_shapes(data, expected):
 
 def test_read_declarations():
     found = {}
-    ibgw_news.ibgw_register_reads(lambda read: found.setdefault(read.key, read))
+    ibgw_news.ibgw_register_reads(
+        lambda read: found.setdefault(getattr(read, "key", read.name), read)
+    )
     headlines = found["news headlines"]
     assert headlines.default and headlines.probe == {"symbol": "AAPL", "limit": 1}
     assert [e.provenance for e in headlines.endpoints] == ["undocumented"] * 2

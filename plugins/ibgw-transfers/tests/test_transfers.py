@@ -460,7 +460,9 @@ def test_iso_date(raw, text, expected):
 
 def test_read_declaration():
     found = {}
-    ibgw_transfers.ibgw_register_reads(lambda read: found.setdefault(read.key, read))
+    ibgw_transfers.ibgw_register_reads(
+        lambda read: found.setdefault(getattr(read, "key", read.name), read)
+    )
     read = found["transfers transactions"]
     assert read.default and read.probe is None
     (endpoint,) = read.endpoints

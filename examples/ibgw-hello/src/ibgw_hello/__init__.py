@@ -6,7 +6,7 @@ imports it, so it imports nothing heavy. The fetch function and the schema live
 in :mod:`ibgw_hello.reads` and are imported when the read runs.
 """
 
-from ibgw import Endpoint, Param, Read, hookimpl
+from ibgw import Category, Endpoint, Param, Read, hookimpl
 
 # GET /trsrv/secdef?conids=265598,756733 (in IBKR's OpenAPI spec: "documented").
 SECDEF = Endpoint(
@@ -20,6 +20,7 @@ SECDEF = Endpoint(
 
 @hookimpl
 def ibgw_register_reads(register):
+    register(Category("hello", "What IBKR knows about contract ids."))
     register(
         Read(
             category="hello",

@@ -12,7 +12,7 @@ Times are shown in the exchange's zone and in the user's zone (the system zone, 
 ``TZ``). This module holds declarations and hook implementations only.
 """
 
-from ibgw import Endpoint, FakeRoute, Param, Read, hookimpl
+from ibgw import Category, Endpoint, FakeRoute, Param, Read, hookimpl
 
 ASSET_CLASSES = ("STK", "OPT", "FUT", "CFD", "WAR", "SWP", "FND", "BND", "ICS")
 SYMBOL = r"[A-Z0-9][A-Z0-9.\-]{0,11}"
@@ -100,6 +100,7 @@ R = "ibgw_calendar.reads"
 
 @hookimpl
 def ibgw_register_reads(register):
+    register(Category("calendar", "Trading schedules, market hours and events."))
     register(
         Read(
             category="calendar",

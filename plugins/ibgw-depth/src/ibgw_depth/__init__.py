@@ -13,7 +13,7 @@ This module holds declarations only; :mod:`ibgw_depth.reads` (fetch, schema) is
 imported when the read runs.
 """
 
-from ibgw import Param, Read, hookimpl
+from ibgw import Category, Param, Read, hookimpl
 from ibgw.endpoints import TICKLE
 
 R = "ibgw_depth.reads"
@@ -37,6 +37,7 @@ line; csv: one header, rows tagged with their time).
 
 @hookimpl
 def ibgw_register_reads(register):
+    register(Category("depth", "Market depth: the order book of a contract."))
     register(
         Read(
             category="depth",

@@ -35,7 +35,7 @@ Variants per section, in order of preference:
     3. ``GET /iserver/marketdata/snapshot`` (documented): fields 7671/7672 and 31.
 """
 
-from ibgw import Endpoint, Param, Read, hookimpl
+from ibgw import Category, Endpoint, Param, Read, hookimpl
 from ibgw.endpoints import SNAPSHOT as CORE_SNAPSHOT
 
 CONID = r"[0-9]{1,12}"
@@ -112,6 +112,7 @@ R = "ibgw_fundamentals.reads"
 
 @hookimpl
 def ibgw_register_reads(register):
+    register(Category("fundamentals", "Company fundamentals, financials and ratios."))
     register(
         Read(
             category="fundamentals",

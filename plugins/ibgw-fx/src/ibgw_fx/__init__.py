@@ -5,7 +5,7 @@ This module holds declarations and hook implementations only; the fetch function
 schemas live in :mod:`ibgw_fx.reads` and are imported when a read runs.
 """
 
-from ibgw import Endpoint, FakeRoute, Param, Read, hookimpl
+from ibgw import Category, Endpoint, FakeRoute, Param, Read, hookimpl
 
 CCY = r"[A-Z]{3}"
 CCY_INPUT = r"[A-Za-z]{3}"
@@ -30,6 +30,7 @@ R = "ibgw_fx.reads"
 
 @hookimpl
 def ibgw_register_reads(register):
+    register(Category("fx", "Exchange rates and currency pairs."))
     register(
         Read(
             category="fx",

@@ -12,7 +12,7 @@ options): without it the read exits 5 ("not entitled"), never with zeros.
 This module only declares; the work is in :mod:`ibgw_greeks.reads`.
 """
 
-from ibgw import Param, Read, hookimpl
+from ibgw import Category, Param, Read, hookimpl
 from ibgw.endpoints import SECDEF_INFO, SECDEF_STRIKES, SNAPSHOT, TRSRV_SECDEF
 
 # shared with every plugin that reads options or market data: declared once in the core
@@ -23,6 +23,7 @@ R = "ibgw_greeks.reads"
 
 @hookimpl
 def ibgw_register_reads(register):
+    register(Category("greeks", "Option greeks, implied volatility and quote."))
     register(
         Read(
             category="greeks",

@@ -28,7 +28,7 @@ The FYI read uses the documented ``GET /fyi/notifications`` (and ``GET
 polled more than once in five minutes).
 """
 
-from ibgw import Endpoint, Param, Read, hookimpl
+from ibgw import Category, Endpoint, Param, Read, hookimpl
 
 CONID = r"[0-9]{1,12}"
 _SPEC = "absent from IBKR's OpenAPI spec v2.29.0 and legacy swagger (reference §8)"
@@ -67,6 +67,7 @@ R = "ibgw_news.reads"
 
 @hookimpl
 def ibgw_register_reads(register):
+    register(Category("news", "News headlines and IBKR notifications."))
     register(
         Read(
             category="news",

@@ -12,7 +12,7 @@ This module only declares; the work is in :mod:`ibgw_options.reads`, imported
 when a read runs.
 """
 
-from ibgw import Param, Read, hookimpl
+from ibgw import Category, Param, Read, hookimpl
 from ibgw.endpoints import SECDEF_INFO, SECDEF_SEARCH, SECDEF_STRIKES, SNAPSHOT
 
 # shared with every plugin that reads options or market data: declared once in the core
@@ -53,6 +53,7 @@ EXCHANGE_P = Param(
 
 @hookimpl
 def ibgw_register_reads(register):
+    register(Category("options", "Option expiries, strikes and contracts."))
     register(
         Read(
             category="options",

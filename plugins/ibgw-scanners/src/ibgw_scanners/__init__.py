@@ -8,7 +8,7 @@ scan type and filters against that tree. This module holds declarations and hook
 implementations only; fetch functions live in :mod:`ibgw_scanners.reads`.
 """
 
-from ibgw import Endpoint, FakeRoute, Param, Read, hookimpl
+from ibgw import Category, Endpoint, FakeRoute, Param, Read, hookimpl
 
 SCAN_CODE = r"[A-Za-z0-9_]{1,64}"
 INSTRUMENT = r"[A-Za-z0-9_.]{1,32}"
@@ -53,6 +53,7 @@ REFRESH = Param(
 
 @hookimpl
 def ibgw_register_reads(register):
+    register(Category("scanners", "Market scanners and their parameters."))
     register(
         Read(
             category="scanners",

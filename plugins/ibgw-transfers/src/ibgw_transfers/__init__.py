@@ -14,7 +14,7 @@ not proxy [S6] and ibgw's read-only policy refuses (``/gw``); IBKR's Flex Web
 Service (a Flex query with Cash Transactions) is the way to get them.
 """
 
-from ibgw import Endpoint, Param, Read, hookimpl
+from ibgw import Category, Endpoint, Param, Read, hookimpl
 
 ACCOUNT = r"[A-Za-z0-9]{1,32}"
 CONID = r"[0-9]{1,12}"
@@ -49,6 +49,7 @@ R = "ibgw_transfers.reads"
 
 @hookimpl
 def ibgw_register_reads(register):
+    register(Category("transfers", "Transactions of a contract (Portfolio Analyst)."))
     register(
         Read(
             category="transfers",
