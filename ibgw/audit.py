@@ -1760,12 +1760,15 @@ class Auditor:
 
     def _write(self, record: dict) -> int:
         written = 0
+        self._refusal: AuditUnavailable | None = None
         for sink in self.sinks:
             try:
                 sink.write(dict(record))
                 written += 1
             except Exception as exc:  # one failing sink must not silence the others
                 log.warning("audit sink %s failed: %s", _sink_name(sink), _describe(exc))
+                if isinstance(exc, AuditUnavailable) and exc.hint == ACK_HINT:
+                    self._refusal = exc
         return written
 
     def intent(self, command: str, params: dict) -> str:
@@ -1784,6 +1787,9 @@ class Auditor:
         except Exception:
             raise AuditUnavailable("audit unavailable: the record could not be redacted") from None
         if not self.sinks or self._write(prepared) == 0:
+            refusal = getattr(self, "_refusal", None)
+            if refusal is not None:  # the log's end needs the user: say what and how
+                raise AuditUnavailable(refusal.message, hint=refusal.hint)
             raise AuditUnavailable("audit unavailable: no sink could record the call")
         return call_id
 
