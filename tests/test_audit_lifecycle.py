@@ -307,8 +307,10 @@ def test_an_edited_seal_is_reported_and_refused(state):
     _fill(state, 2)
     path = os.path.join(state, "audit.key")
     with open(path, "r+b") as fh:
+        fh.seek(audit._SEAL_OFFSET + 10)  # a hex digit of the sealed hash
+        digit = fh.read(1)
         fh.seek(audit._SEAL_OFFSET + 10)
-        fh.write(b"9")
+        fh.write(b"a" if digit != b"a" else b"b")
     assert "seal" in verify(state).problem
     with pytest.raises(AuditUnavailable):
         JsonlSink(state).write({"kind": "intent"})
