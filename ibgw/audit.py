@@ -28,6 +28,22 @@ The default sink, :class:`JsonlSink`, appends one JSON object per line to
   interpreter exit: only a power cut in between can lose it, and the log then shows an
   intent without its outcome, never a false record. Any failure (ENOSPC, EIO, EROFS,
   EACCES...) truncates the partial line away when it can and raises.
+* **Segments.** When an append would take ``audit.jsonl`` past ``max_bytes`` it is synced
+  and renamed ``audit.<NNNNNN>.jsonl`` (the next number) and a new live file starts; ``seq``
+  and the chain run on across the boundary. A crash after the rename leaves no live file,
+  and the next writer chains to the newest closed segment. Beyond ``keep`` closed
+  segments the oldest is dropped: first a synced ``pruned`` record names it with its last
+  ``seq`` and hash, then the file is removed. :func:`verify` walks every kept segment and
+  accepts a missing start only where a ``pruned`` record accounts for it.
+* **Seal.** The key file holds, at offset 4096 (a page away from the key), a MAC'd
+  ``(seq, hash)`` moved with the checkpoint: a high-water mark kept apart from the log and
+  checkpoint. A log whose end is behind it (log and checkpoint deleted, or an old
+  checkpoint restored and the log cut back) is reported by :func:`verify` and refused by
+  the writer until :meth:`JsonlSink.acknowledge` (``ibgw audit acknowledge``) appends an
+  ``acknowledged`` record. Writer and verify share one rule, :func:`_tail_problem`.
+* **Bounded records.** :class:`Auditor` cuts intent parameters (long strings, long lists
+  and mappings, then the whole) to a head, a count and a keyed hash; the tail reader looks
+  back as far as it must, so no record size wedges the writer.
 * **Torn lines.** If a crash still leaves a partial last line, the next writer ends it with
   a newline and writes its record with ``"recovered": true``, chained to the last complete
   record. :func:`verify` accepts unreadable lines only when the record right after them is
@@ -1009,13 +1025,22 @@ class JsonlSink:
             cp_fd = handles.file(CHECKPOINT_NAME, os.O_RDWR, "audit checkpoint")
         acknowledging = record.get("kind") == "acknowledged"
         state = [anchor_seq, anchor_hash, size, torn, skipped]
-        if not torn and size > 0 and size + len(canonical(record)) + 200 > self.max_bytes:
+        built: tuple[dict, bytes] | None = self._build(key, record, state)
+        if not (torn or skipped) and size > 0 and size + len(built[1]) > self.max_bytes:
+            # Unreadable lines stay with the records around them: no rotation over them.
             fd = self._rotate(handles, fd)
             state[2], segments = 0, None
         if state[2] == 0:
-            self._prune(handles, key, fd, cp_fd, key_fd, state, segments)
+            if self._prune(handles, key, fd, cp_fd, key_fd, state, segments):
+                built = None  # chained after the pruned records now
         rec = self._write_one(
-            handles, fd, key, record, state, record.get("kind") in SYNCED_KINDS or acknowledging
+            handles,
+            fd,
+            key,
+            record,
+            state,
+            record.get("kind") in SYNCED_KINDS or acknowledging,
+            built,
         )
         if acknowledging:
             _create_checkpoint(dir_fd, key, rec["seq"], rec["hash"])
@@ -1059,12 +1084,10 @@ class JsonlSink:
             raise
         handles.checkpoint = (block, _Checkpoint(rec["seq"], rec["hash"]))
 
-    def _write_one(
-        self, handles: _Handles, fd: int, key: bytes, record: dict, state: list, sync: bool
-    ) -> dict:
-        """Chain ``record`` to ``state`` (seq, hash, size, torn, skipped), append it and
-        move ``state`` on."""
-        seq, prev, size, torn, skipped = state[:5]
+    @staticmethod
+    def _build(key: bytes, record: dict, state: list) -> tuple[dict, bytes]:
+        """``record`` chained to ``state`` (seq, hash, size, torn, skipped), and its bytes."""
+        seq, prev, _size, torn, skipped = state[:5]
         rec = {k: v for k, v in record.items() if k not in ("seq", "prev", "hash", "recovered")}
         rec["seq"] = seq + 1
         rec["prev"] = prev
@@ -1075,7 +1098,22 @@ class JsonlSink:
             line = canonical(rec)
         except (TypeError, ValueError):
             raise AuditError("audit unavailable: the record is not serialisable") from None
-        data = (b"\n" if torn else b"") + line.encode("ascii") + b"\n"
+        return rec, (b"\n" if torn else b"") + line.encode("ascii") + b"\n"
+
+    def _write_one(
+        self,
+        handles: _Handles,
+        fd: int,
+        key: bytes,
+        record: dict,
+        state: list,
+        sync: bool,
+        built: tuple[dict, bytes] | None = None,
+    ) -> dict:
+        """Append ``record`` chained to ``state`` (or ``built``, already chained to it)
+        and move ``state`` on."""
+        size = state[2]
+        rec, data = built or self._build(key, record, state)
         try:
             _write_all(fd, data)
             if sync:
@@ -1112,13 +1150,14 @@ class JsonlSink:
         handles.tail = None
         return self._log_fd(handles)
 
-    def _prune(self, handles, key, fd, cp_fd, key_fd, state, segments) -> None:
+    def _prune(self, handles, key, fd, cp_fd, key_fd, state, segments) -> bool:
         """Drop the oldest closed segments beyond ``keep``. Each drop is first recorded
         (a synced ``pruned`` record naming the segment and its last record), then the file
         is removed, so a crash in between leaves a record and the file, never a silent gap."""
         dir_fd = handles.dir_fd
         if segments is None:
             segments = _segments(dir_fd, self.filename)
+        pruned = len(segments) > self.keep
         while len(segments) > self.keep:
             _, name = segments.pop(0)
             last_seq, last_hash, _, _ = _segment_anchor(dir_fd, name)
@@ -1140,6 +1179,7 @@ class JsonlSink:
             except OSError as exc:
                 raise _oserror("cannot remove an old audit log segment", exc) from None
             _fsync_dir(dir_fd)
+        return pruned
 
     def _tail_anchor(self, handles: _Handles, fd: int, size: int) -> tuple[int, str, bool, bool]:
         """:meth:`_anchor`, without parsing when the file still ends, byte for byte,
@@ -1570,8 +1610,11 @@ def tail(directory, n: int = 10, filename: str = LOG_NAME) -> list[dict]:
     return _read_locked(directory, filename, pick)
 
 
-def records(directory, since: str | None = None, filename: str = LOG_NAME) -> list[dict]:
-    """Every readable record of the kept segments (from ``since`` on), oldest first."""
+def records(
+    directory, since: str | None = None, command: str | None = None, filename: str = LOG_NAME
+) -> list[dict]:
+    """Every readable record of the kept segments (from ``since`` on, of ``command``
+    only), oldest first."""
 
     def read(files) -> list[dict]:
         out: list[dict] = []
@@ -1582,7 +1625,11 @@ def records(directory, since: str | None = None, filename: str = LOG_NAME) -> li
                     continue  # the segment's last record is older: all of it is
             for raw in _pread_all(fd, size).split(b"\n"):
                 rec = _parse_record(raw)
-                if rec is not None and (since is None or str(rec.get("ts", "")) >= since):
+                if (
+                    rec is not None
+                    and (since is None or str(rec.get("ts", "")) >= since)
+                    and (command is None or rec.get("command") == command)
+                ):
                     out.append(rec)
         return out
 
@@ -1653,6 +1700,24 @@ def _jsonable(obj, depth: int = 0):
     if isinstance(obj, list | tuple | set | frozenset):
         return [_jsonable(v, depth + 1) for v in obj]
     return str(obj)
+
+
+def _small(params: dict) -> bool:
+    """True when ``params`` certainly fits the caps: flat scalars and short strings whose
+    canonical JSON (at most 12 characters per character, for ``\\ud83d\\ude00``) is
+    within ``PARAMS_MAX_BYTES``."""
+    total = 0
+    for k, v in params.items():
+        if isinstance(v, str):
+            if len(v) > PARAM_MAX_CHARS:
+                return False
+            total += len(v)
+        elif v is not None and not isinstance(v, bool | int | float):
+            return False
+        else:
+            total += 2  # counted below as 24 characters
+        total += len(str(k))
+    return total * 12 + 24 * len(params) <= PARAMS_MAX_BYTES
 
 
 class Auditor:
@@ -1735,6 +1800,8 @@ class Auditor:
         """Intent parameters bounded (strings to ``PARAM_MAX_CHARS``, lists and mappings
         to ``PARAM_MAX_ITEMS`` entries, the whole to ``PARAMS_MAX_BYTES``), each cut
         value replaced by its head, its size and a keyed hash of the whole value."""
+        if len(params) <= PARAM_MAX_ITEMS and _small(params):
+            return params  # the common case, decided without serialising
         capped = self._cap(params)
         if len(canonical(capped)) <= PARAMS_MAX_BYTES:
             return capped

@@ -328,3 +328,19 @@ def test_a_key_file_from_before_seals_gets_one(state):
     shutil.copy(path, path + ".bak")  # the key line itself never changes
     with open(path, "rb") as a, open(path + ".bak", "rb") as b:
         assert a.readline() == b.readline()
+
+
+def test_the_limits_come_from_the_config_file_and_are_checked(tmp_path):
+    from ibgw.config import ConfigError, load_config
+
+    path = tmp_path / "config.toml"
+    path.write_text("audit_max_bytes = 20000\naudit_keep = 5\n")
+    cfg = load_config({}, {"IBGW_CONFIG": str(path)})
+    assert (cfg.audit_max_bytes, cfg.audit_keep) == (20000, 5)
+    assert cfg.public_dict()["audit_keep"] == {"value": 5, "source": "file"}
+    path.write_text("audit_max_bytes = 100\n")
+    with pytest.raises(ConfigError, match="audit_max_bytes"):
+        load_config({}, {"IBGW_CONFIG": str(path)})
+    with pytest.raises(ConfigError, match="IBGW_AUDIT_KEEP"):
+        path.write_text("")
+        load_config({}, {"IBGW_CONFIG": str(path), "IBGW_AUDIT_KEEP": "x"})

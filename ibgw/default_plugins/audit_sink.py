@@ -146,10 +146,7 @@ def tail_text(state_dir: str, n: int = 10, fmt: str = "table") -> str:
 def show_text(state_dir: str, since=None, command=None, fmt: str = "table") -> str:
     from ibgw.audit import records
 
-    found = records(state_dir, since=since)
-    if command:
-        found = [r for r in found if r.get("command") == command]
-    return rows_text(found, fmt)
+    return rows_text(records(state_dir, since=since, command=command or None), fmt)
 
 
 def follow_line(rec: dict, fmt: str) -> str:
