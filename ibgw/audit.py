@@ -116,7 +116,6 @@ OUTCOMES = ("ok", "error", "denied")
 SYNCED_KINDS = frozenset({"intent"})
 LOCK_TIMEOUT = 10.0
 _CHECKPOINT_SIZE = 256
-_TAIL_SCAN_LIMIT = 1 << 62  # no limit: a record of any size is found again
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _ACCOUNT_KEYS = frozenset({"account", "acctid", "accountid", "acct", "account_id"})
 _ACCOUNT_LIST_KEYS = frozenset({"accounts", "acctids", "accountids", "account_ids"})
@@ -690,15 +689,17 @@ def _pread_all(fd: int, size: int, start: int = 0) -> bytes:
     return b"".join(chunks)
 
 
-def _tail_lines(fd: int, size: int, want: int, limit: int) -> tuple[list[bytes], bool, bool, bool]:
-    """Read backwards from EOF for up to ``want`` complete (newline-terminated) lines.
+def _tail_lines(fd: int, size: int, want: int) -> tuple[list[bytes], bool, bool]:
+    """Read backwards from EOF for up to ``want`` complete (newline-terminated) lines, as
+    far back as that takes (reads grow fourfold, so a record of any size costs about
+    twice its bytes).
 
-    Returns ``(lines, torn, at_bof, exhausted)``: the lines, oldest first; whether the file
-    ends without a newline (that fragment is not returned); whether the lines reach back to
-    the start of the file; whether ``limit`` bytes were read without getting there.
+    Returns ``(lines, torn, at_bof)``: the lines, oldest first; whether the file ends
+    without a newline (that fragment is not returned); whether the lines reach back to the
+    start of the file.
     """
     if size == 0:
-        return [], False, True, False
+        return [], False, True
     block, pos, buf = 8192, size, b""
     while True:
         step = min(block, pos)
@@ -709,11 +710,10 @@ def _tail_lines(fd: int, size: int, want: int, limit: int) -> tuple[list[bytes],
         complete = [] if last_nl < 0 else buf[:last_nl].split(b"\n")
         if pos > 0 and complete:
             complete = complete[1:]  # may start mid-line
-        exhausted = size - pos >= limit
-        if len(complete) >= want or pos == 0 or exhausted:
+        if len(complete) >= want or pos == 0:
             chosen = complete[-want:] if want else []
-            return chosen, torn, pos == 0 and len(chosen) == len(complete), exhausted and pos > 0
-        block = min(block * 4, 1 << 20)
+            return chosen, torn, pos == 0 and len(chosen) == len(complete)
+        block *= 4
 
 
 # -- the JSONL sink -----------------------------------------------------------------------
@@ -1213,7 +1213,7 @@ class JsonlSink:
         try:
             want = 1
             while True:
-                lines, torn, at_bof, exhausted = _tail_lines(fd, size, want, _TAIL_SCAN_LIMIT)
+                lines, torn, at_bof = _tail_lines(fd, size, want)
                 skipped = torn
                 for raw in reversed(lines):
                     rec = _parse_record(raw)
@@ -1222,11 +1222,6 @@ class JsonlSink:
                     skipped = True
                 if at_bof:
                     return 0, GENESIS, skipped, torn
-                if exhausted:
-                    raise AuditError(
-                        "audit unavailable: the end of the audit log is "
-                        "unreadable; run 'ibgw audit verify'"
-                    )
                 want *= 4
         except OSError as exc:
             raise _oserror("cannot read the audit log", exc) from None
@@ -1438,7 +1433,7 @@ def _snapshot(dir_fd: int, filename: str) -> list[tuple[str, int, int]]:
 
 def _last_ts(fd: int, size: int) -> str | None:
     """The ``ts`` of the last complete record of a segment."""
-    for raw in reversed(_tail_lines(fd, size, 1, _TAIL_SCAN_LIMIT)[0]):
+    for raw in reversed(_tail_lines(fd, size, 1)[0]):
         rec = _parse_record(raw)
         if rec is not None:
             return rec.get("ts") if isinstance(rec.get("ts"), str) else None
@@ -1600,7 +1595,7 @@ def tail(directory, n: int = 10, filename: str = LOG_NAME) -> list[dict]:
     def pick(files) -> list[dict]:
         out: list[dict] = []
         for _, fd, size in reversed(files):
-            lines = _tail_lines(fd, size, n - len(out), _TAIL_SCAN_LIMIT)[0]
+            lines = _tail_lines(fd, size, n - len(out))[0]
             got = [r for r in (_parse_record(raw) for raw in lines) if r is not None]
             out = got + out
             if len(out) >= n:
