@@ -65,6 +65,8 @@ ENV_VARS: Mapping[str, str] = MappingProxyType(
         "account": "IBGW_ACCOUNT",
         "latency_ms": "IBGW_LATENCY_MS",
         "state_dir": "IBGW_STATE_DIR",
+        "audit_max_bytes": "IBGW_AUDIT_MAX_BYTES",
+        "audit_keep": "IBGW_AUDIT_KEEP",
     }
 )
 #: keys accepted in the TOML file (top level or under ``[ibgw]``) and as flags
@@ -227,6 +229,18 @@ def _check_latency(value: Any) -> int:
     raise _Invalid("must be a whole number of milliseconds between 0 and 60000")
 
 
+def _check_audit_max_bytes(value: Any) -> int:
+    if type(value) is int and 8192 <= value <= 1 << 40:
+        return value
+    raise _Invalid("must be a whole number of bytes between 8192 and 2**40")
+
+
+def _check_audit_keep(value: Any) -> int:
+    if type(value) is int and 1 <= value <= 100000:
+        return value
+    raise _Invalid("must be a whole number of segments between 1 and 100000")
+
+
 def _check_state_dir(value: Any) -> str:
     if type(value) is not str or not value or "\x00" in value:
         raise _Invalid("must be a directory path")
@@ -255,6 +269,8 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "account": _check_account,
     "latency_ms": _check_latency,
     "state_dir": _check_state_dir,
+    "audit_max_bytes": _check_audit_max_bytes,
+    "audit_keep": _check_audit_keep,
     "config_path": _check_optional_path,
 }
 
@@ -281,6 +297,8 @@ class Config:
     account: str | None = None
     latency_ms: int = 0
     state_dir: str = field(default_factory=user_state_dir)
+    audit_max_bytes: int = 16 << 20
+    audit_keep: int = 30
     config_path: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, hash=False)
 
@@ -358,6 +376,10 @@ def _from_text(name: str, text: str) -> Any:
     if name == "latency_ms":
         if not _INT_RE.fullmatch(text) or len(text) > 6:
             raise _Invalid("must be a whole number of milliseconds between 0 and 60000")
+        return int(text)
+    if name in ("audit_max_bytes", "audit_keep"):
+        if not _INT_RE.fullmatch(text) or len(text) > 14:
+            raise _CHECKS[name](None)  # raises _Invalid with the field's reason
         return int(text)
     return text
 

@@ -49,6 +49,10 @@ def figures() -> str:
         "edit|deletion|deleted|reorder|insert|torn|truncat|disk_full|"
         "unwritable|read_only|symlink|checkpoint|missing|hard_linked|not_a_regular",
     )
+    lifecycle = _count_tests(
+        "test_audit_lifecycle",
+        "edit|delet|reorder|torn|truncat|crash|rollback|seal|wedge|capped|changes|pruning",
+    )
     lines = [
         "| promise | what the tests try | result |",
         "|---|---|---|",
@@ -64,6 +68,12 @@ def figures() -> str:
         "edit and deletion, reorder, insert, torn line, truncated tail, disk full, unwritable dir, read-only fs, "
         "symlinked file and directories); 8 processes x 200 reads | every fault stops the call (exit 7) or is "
         "reported by 'ibgw audit verify'; 1,600 intent and 1,600 outcome records, 0 broken links |",
+        f"| the audit log stays bounded and whole | {lifecycle} rotation and retention tests (edit, delete or "
+        "reorder in a closed segment, deleted middle or oldest segment, truncated or deleted live segment, "
+        "crash mid-rotation and mid-prune, rollback to an old checkpoint, deleted log, edited seal, records "
+        "over 1 MiB, torn huge line, 220,000 parameter values); 4 processes x 100 reads at a 20,000-byte "
+        "limit | every change reported with its segment and line, pruning never reported; total size under "
+        "(keep + 1) x limit; a deleted or rolled-back log refused (exit 7) until 'ibgw audit acknowledge' |",
     ]
     return "\n".join(lines)
 

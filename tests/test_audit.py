@@ -605,13 +605,14 @@ def test_loose_modes_are_tightened(state):
 
 def test_key_is_32_random_bytes_in_hex(state, tmp_path):
     _fill(state, 1)
+    # The first line is the key; the seal (high-water mark) sits a page further on.
     with open(os.path.join(state, "audit.key")) as fh:
-        key = fh.read().strip()
+        key = fh.readline().strip()
     assert len(bytes.fromhex(key)) == 32
     other = str(tmp_path / "other")
     _fill(other, 1)
     with open(os.path.join(other, "audit.key")) as fh:
-        assert fh.read().strip() != key
+        assert fh.readline().strip() != key
 
 
 # -- the auditor ---------------------------------------------------------------------------
@@ -897,17 +898,23 @@ def test_a_pending_outcome_deleted_before_the_next_write_is_refused(state):
 
 
 def test_a_log_moved_aside_starts_a_new_log_not_the_moved_one(state, tmp_path):
+    # Issue 18 finding 6: moving the log and checkpoint aside is refused (the key's seal
+    # remembers them) until acknowledged; then the new log starts with that record.
     sink = _fill(state, 3)
     aside = tmp_path / "aside"
     aside.mkdir()
     for name in ("audit.jsonl", "audit.checkpoint"):
         os.rename(os.path.join(state, name), aside / name)
     before = (aside / "audit.jsonl").read_bytes()
+    with pytest.raises(AuditError, match="missing"):
+        sink.write({"kind": "intent", "command": "fresh"})
+    assert sink.acknowledge()["acknowledged"] == "log-missing"
     sink.write({"kind": "intent", "command": "fresh"})
     assert (aside / "audit.jsonl").read_bytes() == before
     recs = [json.loads(x) for x in _lines(state)]
-    assert [r["seq"] for r in recs] == [1] and recs[0]["prev"] == GENESIS
-    assert verify(state) == VerifyReport(ok=True, records=1)
+    assert [r["seq"] for r in recs] == [1, 2] and recs[0]["prev"] == GENESIS
+    assert [r["kind"] for r in recs] == ["acknowledged", "intent"]
+    assert verify(state) == VerifyReport(ok=True, records=2)
 
 
 def test_a_log_truncated_under_a_live_sink_is_refused(state):
@@ -1032,7 +1039,7 @@ def test_command_logic_functions(state, monkeypatch):
     from ibgw.default_plugins.audit_sink import path_text, tail_text, verify_text
 
     Auditor([JsonlSink(state)], state).intent("news", {"symbol": "AAPL"})
-    assert verify_text(state) == "ok: 1 records, chain intact\n"
+    assert verify_text(state) == "ok: 1 records in 1 segment(s), chain intact\n"
     assert json.loads(verify_text(state, "json"))["ok"] is True
     table = tail_text(state, 5)
     assert "news" in table and "AAPL" in table and "seq" in table
@@ -1070,7 +1077,7 @@ def test_audit_commands_through_click(state, monkeypatch):
     Auditor([JsonlSink(state)], state).intent("news", {"symbol": "AAPL"})
     result = runner.invoke(cli, ["audit", "verify"])
     assert result.exit_code == 0, result.output
-    assert result.output == "ok: 1 records, chain intact\n"
+    assert result.output == "ok: 1 records in 1 segment(s), chain intact\n"
     result = runner.invoke(cli, ["audit", "tail", "-n", "1"])
     assert result.exit_code == 0 and "news" in result.output
     result = runner.invoke(cli, ["audit", "path"])
