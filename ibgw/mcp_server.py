@@ -1142,26 +1142,53 @@ def serve_http(app, host: str, port: int, allow_origins=()) -> None:
         raise UsageError("mcp: --port must be 0 to 65535", reason="invalid-port")
     origins = check_origins(allow_origins)
     _prepare(app)
-    token, fresh = load_token(app)
-    if fresh:
-        emit(
-            "ibgw mcp: a bearer token was generated for this server and stored in the state "
-            f"directory; it is shown only now:\n  {token}\n",
-            err=True,
-        )
-    redact.add_secret(token)
-    mcp = build(app)
-    mcp.token = token
-    for message in mcp.table.skipped:
-        log.warning("ibgw mcp: tool not served: %s", message)
+    app.config  # noqa: B018 - a configuration error is reported before anything binds
     listener = HttpListener(host, port, origins)
-    emit(f"ibgw mcp: serving MCP (Streamable HTTP) at {listener.url}\n", err=True)
     try:
-        anyio.run(mcp.run_http, listener)
-    except KeyboardInterrupt:
-        pass
+        token, fresh = load_token(app)
+        if fresh:
+            emit(
+                "ibgw mcp: a bearer token was generated for this server and stored in the "
+                f"state directory; it is shown only now:\n  {token}\n",
+                err=True,
+            )
+        redact.add_secret(token)
+        mcp = build(app)
+        mcp.token = token
+        for message in mcp.table.skipped:
+            log.warning("ibgw mcp: tool not served: %s", message)
+        emit(f"ibgw mcp: serving MCP (Streamable HTTP) at {listener.url}\n", err=True)
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal;
+        # ending with KeyboardInterrupt there makes a stop by SIGTERM exit 0 like Ctrl-C,
+        # with the interpreter's exit handlers run (the audit log is synced at exit).
+        previous = _set_sigterm(_interrupt)
+        try:
+            anyio.run(mcp.run_http, listener)
+        except KeyboardInterrupt:
+            pass
+        except BaseExceptionGroup as group:  # the interrupt, raised inside the task group
+            _, rest = group.split(KeyboardInterrupt)
+            if rest is not None:
+                raise
+        finally:
+            _set_sigterm(previous)
     finally:
         listener.close()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _set_sigterm(handler):
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if handler is None:
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 __all__ = [

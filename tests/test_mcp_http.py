@@ -61,13 +61,13 @@ def _ibgw(*args: str) -> list[str]:
 
 
 class HttpServer:
-    def __init__(self, tmp: Path, *args: str, env: dict | None = None):
+    def __init__(self, tmp: Path, *args: str, env: dict | None = None, host: str = "127.0.0.1"):
         self.tmp = tmp
         (tmp / "state").mkdir(parents=True, exist_ok=True)
         self.stderr_path = tmp / "server-stderr.log"
         self._stderr = open(self.stderr_path, "w", encoding="utf-8")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            _ibgw("mcp", "--transport", "http", "--host", "127.0.0.1", "--port", "0", *args),
+            _ibgw("mcp", "--transport", "http", "--host", host, "--port", "0", *args),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -131,7 +131,7 @@ def server(tmp_path_factory):
     srv = HttpServer(tmp)
     srv.token = token_file(tmp).read_text(encoding="ascii").strip()
     yield srv
-    srv.stop()
+    assert srv.stop() == 0  # SIGTERM: a graceful stop, exit 0
     for where, text in {"stderr": srv.stderr(), "audit": _audit_text(tmp)}.items():
         assert CANARY not in text, f"the canary leaked into {where}"
         assert "Traceback (most recent call last)" not in text, where
@@ -224,6 +224,55 @@ def test_bad_port_or_origin_is_a_usage_error(tmp_path, args):
     )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_port_in_use_is_a_usage_error(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            _ibgw("mcp", "--transport", "http", "--port", str(port)),
+            env=_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot listen" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_symlinked_token_file_is_refused(tmp_path):
+    (tmp_path / "state").mkdir(mode=0o700)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("x" * 40 + "\n")
+    token_file(tmp_path).symlink_to(elsewhere)
+    proc = subprocess.run(
+        _ibgw("mcp", "--transport", "http", "--port", "0"),
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "symlink" in proc.stderr and str(tmp_path) not in proc.stderr
+    assert "x" * 40 not in proc.stderr
+
+
+def test_localhost_serves_on_the_loopback_address(tmp_path):
+    srv = HttpServer(tmp_path, env=_env(tmp_path, IBGW_MCP_TOKEN="t" * 32), host="localhost")
+    try:
+        assert srv.url.startswith("http://localhost:")
+
+        async def go():
+            async with http_session(srv.url, bearer("t" * 32)) as session:
+                return await session.call_tool("session_status", {})
+
+        assert not anyio.run(go).is_error
+    finally:
+        assert srv.stop() == 0
 
 
 def test_http_options_without_the_http_transport_are_a_usage_error(tmp_path):
