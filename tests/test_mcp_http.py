@@ -39,6 +39,7 @@ CANARY = "CNRY" + secrets.token_hex(6)
 NOT_SERVED = ("not-served", "not-entitled")
 READS = list(App(get_plugin_manager()).reads)
 PROBED = [r for r in READS if r.probe is not None]
+ALLOWED = "http://localhost:3000"
 SERVING = re.compile(r"serving MCP \(Streamable HTTP\) at (http://\S+)")
 
 
@@ -128,7 +129,7 @@ def bearer(token: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mcp-http")
-    srv = HttpServer(tmp)
+    srv = HttpServer(tmp, "--allow-origin", ALLOWED)
     srv.token = token_file(tmp).read_text(encoding="ascii").strip()
     yield srv
     assert srv.stop() == 0  # SIGTERM: a graceful stop, exit 0
@@ -428,10 +429,16 @@ def test_requests_without_the_token_or_from_elsewhere_are_refused_and_audited(
     assert server.token not in server.stderr().split("serving MCP", 1)[1]
 
 
-def test_the_servers_own_origin_is_accepted(server):
+@pytest.mark.parametrize("origin", ["own", ALLOWED])
+def test_the_servers_own_origin_and_an_allowed_one_are_accepted(server, origin):
+    origin = f"http://localhost:{server.port}" if origin == "own" else origin
+
     async def go():
-        headers = {**bearer(server.token), "Origin": f"http://localhost:{server.port}"}
+        headers = {**bearer(server.token), "Origin": origin}
         async with http_session(server.url, headers) as session:
             return await session.call_tool("session_status", {})
 
     assert not anyio.run(go).is_error
+    # one port more is another origin
+    other = _raw_post(server.url, {**bearer(server.token), "Origin": origin + "1"})
+    assert other.status_code == 403
