@@ -8,6 +8,13 @@
   goes through ``run_read``, so it is validated, audited (the intent synced to disk before
   the call) and redacted.
 
+* HTTP: the same ``fx_rate`` calls over the Streamable HTTP transport
+  (``ibgw --backend fake mcp --transport http --port 0``, the SDK's
+  ``streamable_http_client`` with the bearer token), median beside the stdio one.
+* Large answer: one ``accounts_positions`` result of ~5 MiB (30,000 generated records)
+  through the SDK's in-process client (``mcp.client.client.Client``), with the result cap
+  and with the cap lifted, each in a fresh process (time of the call, peak RSS).
+
 If ``ibgw.mcp_server`` is not installed yet the section is reported as pending.
 """
 
@@ -63,6 +70,45 @@ HANDLER_PARTS = [
     ("&nbsp;&nbsp;&nbsp;&nbsp;fake transport", "ibgw_fake/transport.py", "_deliver"),
     ("&nbsp;&nbsp;result building (success_result)", "ibgw/mcp_server.py", "success_result"),
 ]
+
+HTTP_CALLS = 200
+BIG_RECORDS = 30_000
+BIG_CHILD = r"""
+import json, resource, sys, tempfile, time
+import anyio
+from mcp.client.client import Client
+import ibgw.mcp_server as ms
+from ibgw.app import App
+from ibgw.plugins import get_plugin_manager
+from ibgw.runner import ReadOutcome
+
+if sys.argv[1] != "cap":
+    ms.MAX_STRUCTURED_BYTES = 1 << 40
+n = int(sys.argv[2])
+app = App(get_plugin_manager(), {"backend": "fake"},
+          environ={"IBGW_STATE_DIR": tempfile.mkdtemp() + "/state"})
+server = ms.build(app)
+read = server.table.reads["accounts_positions"]
+first = read.columns[0]
+records = [{c: (f"S{i:06d}" if c == first else i * 1.5) for c in read.columns} for i in range(n)]
+size = len(json.dumps(records, separators=(",", ":")))
+
+def answer(name, arguments, report=None):
+    return ms.success_result(read, ReadOutcome(read, records, False, "documented", "GET /x"))
+
+server._call_sync = answer
+
+async def main():
+    async with Client(server.server) as client:
+        t = time.perf_counter()
+        result = await client.call_tool("accounts_positions", {})
+        return time.perf_counter() - t, result
+
+elapsed, result = anyio.run(main)
+print(json.dumps({"seconds": elapsed, "answer_bytes": size,
+                  "returned": result.structured_content["count"],
+                  "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
 
 IMPORT_CHILD = (
     "import time; t = time.perf_counter(); import ibgw.mcp_server; print(time.perf_counter() - t)"
@@ -125,6 +171,10 @@ def run(log) -> dict:
             log(f"  {CALLS} tool calls in one session")
             r = anyio.run(session_run, env, errlog, CALLS)
             lat, tools = r["latencies"], r["tools"]
+    log(f"  {HTTP_CALLS} tool calls over Streamable HTTP")
+    http = _http_calls(ibgw)
+    log("  a ~5 MiB answer, capped and uncapped")
+    big = {kind: _big_answer(kind) for kind in ("cap", "nocap")}
     log("  the tool handler in process, and the import of ibgw.mcp_server")
     handler = _handler(log)
     imports = _imports()
@@ -132,10 +182,78 @@ def run(log) -> dict:
         "startup": summary(starts),
         "initialize": summary(inits),
         "calls": summary(lat),
+        "http_calls": summary(http),
+        "big": big,
         "tools": tools,
         "handler": handler,
         "imports": imports,
     }
+
+
+def _http_calls(ibgw: str) -> list[float]:
+    """``HTTP_CALLS`` timed ``fx_rate`` calls over Streamable HTTP, after a warm-up."""
+    import re
+    import secrets
+
+    import anyio
+    import httpx2
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    token = secrets.token_urlsafe(32)
+    with scratch() as tmp:
+        env = dict(ibgw_env(tmp / "state"), IBGW_MCP_TOKEN=token)
+        errpath = tmp / "http-stderr.log"
+        with open(errpath, "w", encoding="utf-8") as err:
+            proc = subprocess.Popen(
+                [ibgw, "--backend", "fake", "mcp", "--transport", "http", "--port", "0"],
+                stdin=subprocess.DEVNULL,
+                stderr=err,
+                env=env,
+            )
+            try:
+                deadline = time.monotonic() + 60
+                while not (m := re.search(r"at (http://\S+)", errpath.read_text())):
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError("the HTTP server did not start")
+                    time.sleep(0.05)
+                url = m.group(1)
+
+                async def go():
+                    lat = []
+                    headers = {"Authorization": f"Bearer {token}"}
+                    async with httpx2.AsyncClient(headers=headers, timeout=60) as client:
+                        async with streamable_http_client(url, http_client=client) as (r, w):
+                            async with ClientSession(r, w) as session:
+                                await session.initialize()
+                                for i in range(HTTP_CALLS + WARMUP):
+                                    t = time.perf_counter()
+                                    result = await session.call_tool(TOOL, dict(ARGS))
+                                    elapsed = time.perf_counter() - t
+                                    if result.is_error:
+                                        raise RuntimeError(f"{TOOL} failed over HTTP")
+                                    if i >= WARMUP:
+                                        lat.append(elapsed)
+                    return lat
+
+                return anyio.run(go)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=20)
+
+
+def _big_answer(kind: str) -> dict:
+    import json
+
+    with scratch() as tmp:
+        out = subprocess.run(
+            [sys.executable, "-c", BIG_CHILD, kind, str(BIG_RECORDS)],
+            env=ibgw_env(tmp / "state"),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _handler(log) -> dict | None:
@@ -253,11 +371,32 @@ def report(r: dict) -> str:
             f"| process start → `initialize` answered ({STARTS} starts) | {fmt_summary(r['initialize'])} |",
             f"| process start → tool list received ({r['tools']} tools) | {fmt_summary(r['startup'])} |",
             f"| `{TOOL}` tool call, round trip ({CALLS} calls after {WARMUP} warm-ups) | {fmt_summary(r['calls'])} |",
+        ]
+        + _http_rows(r)
+        + [
             "",
             f"Tool call p95: **{fmt_time(r['calls']['p95'])}**.",
         ]
         + _report_parts(r)
     )
+
+
+def _http_rows(r: dict) -> list[str]:
+    rows = []
+    if r.get("http_calls"):
+        rows.append(
+            f"| `{TOOL}` tool call over Streamable HTTP (loopback, bearer token; {HTTP_CALLS} "
+            f"calls) | {fmt_summary(r['http_calls'])} |"
+        )
+    for kind, label in (("cap", "capped"), ("nocap", "cap lifted")):
+        b = (r.get("big") or {}).get(kind)
+        if b:
+            rows.append(
+                f"| one {b['answer_bytes'] / 1048576:.1f} MiB answer ({BIG_RECORDS:,} records), "
+                f"{label}, in-process SDK client | **{fmt_time(b['seconds'])}**, "
+                f"{b['returned']:,} records returned, peak RSS {b['maxrss_mib']:.0f} MiB |"
+            )
+    return rows
 
 
 def _report_parts(r: dict) -> list[str]:

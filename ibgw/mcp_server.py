@@ -1,4 +1,5 @@
-"""``ibgw mcp``: every installed read as a read-only MCP tool over stdio.
+"""``ibgw mcp``: every installed read as a read-only MCP tool, over stdio or over the
+SDK's Streamable HTTP transport on a loopback address (``--transport http``).
 
 Tools are generated from the same :class:`ibgw.declarations.Read` declarations as the
 CLI commands (``<category>_<read>``), plus ``session_status``. Every call goes through
@@ -20,17 +21,32 @@ Error conventions:
   result with ``isError: true`` and ``{"state", "reason", "message", "hint"}``;
 * anything else: ``isError: true`` with reason ``internal-error`` and no traceback.
 
+Results are capped (:data:`MAX_STRUCTURED_BYTES` of structured content, the text block
+:data:`MAX_TEXT_CHARS`); what is left out is counted and said in the result.
+
+Over HTTP every request needs ``Authorization: Bearer <token>`` (``IBGW_MCP_TOKEN`` or a
+token generated once into the state directory) and a loopback ``Host``; an ``Origin``
+header, when sent, must be the server's own (or one given with ``--allow-origin``).
+Refused requests get 401 / 403 / 421 and leave a ``denied`` audit record.
+
 Everything written to the client passes :mod:`ibgw.redact`; logs go to stderr.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import math
+import os
 import re
+import secrets
+import socket
 from typing import Any
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 import mcp_types as types
 from mcp.server.lowlevel import Server
@@ -39,7 +55,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
 from . import redact
-from .errors import USABLE, IbgwError, UsageError
+from .errors import USABLE, ConfigError, IbgwError, UsageError
 
 log = logging.getLogger("ibgw.mcp")
 
@@ -47,6 +63,10 @@ ACTOR = "mcp"
 STATUS_TOOL = "session_status"
 MAX_TEXT_ROWS = 40
 MAX_TEXT_CHARS = 6000
+#: The most structured content one tool result carries (compact JSON, UTF-8 bytes).
+MAX_STRUCTURED_BYTES = 256 * 1024
+MAX_NOTES = 20
+MAX_NOTE_CHARS = 500
 ANNOTATIONS = dict(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
 )
@@ -226,9 +246,18 @@ def output_schema(read) -> dict:
         props = {"record": {**record, "type": ["object", "null"]}}
     else:
         props = {"records": {"type": "array", "items": record}, "count": {"type": "integer"}}
+    extra = {
+        "truncated": {
+            "type": "boolean",
+            "description": f"true when the answer was larger than the {_cap_text()} cap "
+            "and records were left out (see total, omitted and notes).",
+        },
+        "total": {"type": "integer", "description": "Records the read produced."},
+        "omitted": {"type": "integer", "description": "Records left out by the cap."},
+    }
     return {
         "type": "object",
-        "properties": {**props, **_META_PROPERTIES},
+        "properties": {**props, **extra, **_META_PROPERTIES},
         "required": [*props, "session_state"],
     }
 
@@ -432,28 +461,93 @@ def _text_block(text: str) -> list:
     return [types.TextContent(type="text", text=text)]
 
 
+def _cap_text() -> str:
+    return f"{MAX_STRUCTURED_BYTES // 1024} KiB"
+
+
+def _json_size(obj) -> int:
+    return len(
+        json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str).encode(
+            "utf-8", "surrogatepass"
+        )
+    )
+
+
+def cap_records(records: list, budget: int) -> list:
+    """The longest prefix of ``records`` whose compact JSON fits in ``budget`` bytes."""
+    if _json_size(records) <= budget:
+        return records
+    size = 2  # the brackets
+    for i, record in enumerate(records):
+        size += _json_size(record) + (1 if i else 0)
+        if size > budget:
+            return records[:i]
+    return records  # pragma: no cover - the whole list fitted after all
+
+
+def _narrowing_hint(read) -> str:
+    optional = [p.name for p in read.params if not p.required]
+    how = (
+        f"narrow the request with its parameters ({', '.join(optional)})"
+        if optional
+        else "narrow the request"
+    )
+    return f"{how}, or run 'ibgw {read.category} {read.name} -o json' for the whole answer"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def success_result(read, outcome) -> types.CallToolResult:
     from .output import render
 
-    records = outcome.records
-    structured: dict[str, Any]
-    if read.single:
-        structured = {"record": records[0] if records else None}
-    else:
-        structured = {"records": records, "count": len(records)}
-    structured.update(provenance=outcome.provenance, variant=outcome.variant, session_state=USABLE)
-    notes = list(outcome.notes)
+    records = list(outcome.records)
+    notes = [_clip(str(n), MAX_NOTE_CHARS) for n in outcome.notes]
     if outcome.provenance == "undocumented":
         notes.append(f"served by an undocumented endpoint ({outcome.variant})")
+    if len(notes) > MAX_NOTES:
+        notes = notes[: MAX_NOTES - 1] + [f"{len(notes) - MAX_NOTES + 1} more notes left out"]
+
+    meta: dict[str, Any] = dict(
+        provenance=outcome.provenance, variant=outcome.variant, session_state=USABLE
+    )
+    # room for the envelope (metadata, notes, the cap note) inside the cap
+    budget = MAX_STRUCTURED_BYTES - _json_size({**meta, "notes": notes}) - 1024
+    total = 1 if read.single and records else len(records)
+    kept = cap_records(records[:1] if read.single else records, budget)
+    omitted = total - len(kept)
+    structured: dict[str, Any]
+    if read.single:
+        structured = {"record": kept[0] if kept else None}
+    else:
+        structured = {"records": kept, "count": len(kept)}
+    if omitted:
+        if read.single:
+            cap_note = (
+                f"the record was larger than the {_cap_text()} result cap and was left out; "
+                + _narrowing_hint(read)
+            )
+        else:
+            cap_note = (
+                f"result capped at {_cap_text()}: {len(kept):,} of {total:,} records returned, "
+                f"{omitted:,} left out; " + _narrowing_hint(read)
+            )
+        notes.append(cap_note)
+        structured.update(truncated=True, total=total, omitted=omitted)
+    structured.update(meta)
     if notes:
         structured["notes"] = notes
 
-    shown = records if read.single else records[:MAX_TEXT_ROWS]
+    shown = kept if read.single else kept[:MAX_TEXT_ROWS]
     text = render(shown, read.columns, "table", single=read.single).rstrip("\n")
     if len(text) > MAX_TEXT_CHARS:
         text = text[:MAX_TEXT_CHARS].rsplit("\n", 1)[0] + "\n..."
-    if not read.single and len(records) > len(shown):
-        text += f"\n({len(shown)} of {len(records)} rows shown; all rows are in structuredContent.records)"
+    if not read.single and len(kept) > len(shown):
+        text += (
+            f"\n({len(shown)} of {len(kept)} rows shown; all {len(kept)} returned rows are "
+            "in structuredContent.records)"
+        )
     for note in notes:
         text += f"\nnote: {note}"
     return types.CallToolResult(
@@ -542,6 +636,7 @@ class IbgwMcp:
         # No tracing exporter here; skip the per-message OpenTelemetry span.
         self.server.middleware = []
         self._ready: anyio.Event | None = None
+        self.token: str | None = None  # the bearer token (HTTP transport only)
 
     async def list_tools(self, ctx, params) -> types.ListToolsResult:
         return self.table.result
@@ -556,20 +651,60 @@ class IbgwMcp:
         if self._ready is not None:
             await self._ready.wait()
         try:
-            return await anyio.to_thread.run_sync(self._call_sync, name, arguments)
+            if _progress_token(ctx, params) is None:
+                return await anyio.to_thread.run_sync(self._call_sync, name, arguments)
+            return await self._call_with_progress(ctx, name, arguments)
         except Exception as exc:  # pragma: no cover - _call_sync already catches
             return internal_error_result(exc)
 
-    def _call_sync(self, name: str, arguments: dict) -> types.CallToolResult:
+    async def _call_with_progress(self, ctx, name: str, arguments: dict) -> types.CallToolResult:
+        """Run the call in a worker thread while its progress (reported from that thread,
+        or from the read's own worker threads) is sent to the client in order, as
+        ``notifications/progress`` for the request's ``progressToken``."""
+        send, receive = anyio.create_memory_object_stream[tuple](math.inf)
+        loop = anyio.lowlevel.current_token()
+
+        def report(progress, total, label) -> None:
+            try:
+                anyio.from_thread.run_sync(
+                    send.send_nowait, (progress, total, label or None), token=loop
+                )
+            except Exception:  # the call is over, or the loop is closing
+                pass
+
+        result: list[types.CallToolResult] = []
+
+        async def work() -> None:
+            with send:
+                result.append(
+                    await anyio.to_thread.run_sync(self._call_sync, name, arguments, report)
+                )
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(work)
+            async with receive:
+                async for progress, total, label in receive:
+                    try:
+                        message = _safe_line(label, 120) if label else None
+                        await ctx.session.report_progress(progress, total, message)
+                    except Exception as exc:
+                        log.debug("progress notification not sent (%s)", type(exc).__name__)
+        return result[0]
+
+    def _call_sync(self, name: str, arguments: dict, report=None) -> types.CallToolResult:
         read = self.table.reads[name]
         try:
             if read is None:
                 from .status import check_status
 
                 return status_result(self.app, check_status(self.app, actor=ACTOR))
-            from .runner import run_read
+            from .runner import reporting_progress, run_read
 
-            outcome = run_read(self.app, read, arguments, actor=ACTOR)
+            if report is None:
+                outcome = run_read(self.app, read, arguments, actor=ACTOR)
+            else:
+                with reporting_progress(report):
+                    outcome = run_read(self.app, read, arguments, actor=ACTOR)
             return success_result(read, outcome)
         except IbgwError as exc:
             return ibgw_error_result(exc)
@@ -616,6 +751,301 @@ class IbgwMcp:
                     write_stream,
                     self.server.create_initialization_options(),
                 )
+
+    async def run_http(self, listener: HttpListener) -> None:
+        """Serve Streamable HTTP on ``listener`` (uvicorn, the SDK's session manager)
+        until interrupted; the shared services warm up meanwhile, as over stdio."""
+        import uvicorn
+
+        self._ready = anyio.Event()
+
+        async def warm_up() -> None:
+            try:
+                await anyio.to_thread.run_sync(self.warm_up)
+            finally:
+                self._ready.set()
+
+        config = uvicorn.Config(
+            http_app(self, listener),
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+        )
+        server = uvicorn.Server(config)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(warm_up)
+            await server.serve(sockets=[listener.sock])
+            tg.cancel_scope.cancel()
+
+
+def _progress_token(ctx, params):
+    for meta in (getattr(ctx, "meta", None), getattr(params, "meta", None)):
+        if isinstance(meta, dict):
+            token = meta.get("progress_token", meta.get("progressToken"))
+        else:
+            token = getattr(meta, "progress_token", None)
+        if token is not None:
+            return token
+    return None
+
+
+# -- Streamable HTTP ------------------------------------------------------------------------
+HTTP_PATH = "/mcp"
+DEFAULT_PORT = 8931
+TOKEN_ENV = "IBGW_MCP_TOKEN"
+TOKEN_FILE = "mcp.token"
+MIN_TOKEN_CHARS = 24
+_TOKEN_RE = re.compile(r"[A-Za-z0-9._~+/=-]{" + str(MIN_TOKEN_CHARS) + ",512}")
+_ORIGIN_RE = re.compile(
+    r"https?://(?:[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:]{2,39}\])(?::[1-9][0-9]{0,4})?"
+)
+REFUSED_COMMAND = "mcp-http"
+
+
+def check_http_host(host: str) -> str:
+    """``host`` when it is an exact loopback name (the gateway URL's local hosts:
+    ``127.0.0.1``, ``localhost``, ``::1``); a usage error otherwise, before any bind."""
+    from .urlcheck import is_local_host
+
+    if not is_local_host(host):
+        raise UsageError(
+            "mcp: --host must be 127.0.0.1, localhost or ::1 (the HTTP transport serves "
+            "loopback only)",
+            reason="invalid-host",
+        )
+    return "::1" if host == "[::1]" else host
+
+
+def check_origins(origins) -> list[str]:
+    """Extra allowed ``Origin`` values: exact ``scheme://host[:port]`` origins."""
+    out = []
+    for origin in origins or ():
+        if not isinstance(origin, str) or not _ORIGIN_RE.fullmatch(origin):
+            raise UsageError(
+                "mcp: --allow-origin must be an exact origin such as http://localhost:3000 "
+                "(scheme, lower-case host, optional port; no path)",
+                reason="invalid-origin",
+            )
+        out.append(origin)
+    return out
+
+
+class HttpListener:
+    """The bound loopback socket and what the server answers to on it."""
+
+    def __init__(self, host: str, port: int, allow_origins=()):
+        family = socket.AF_INET6 if host == "::1" else socket.AF_INET
+        address = "::1" if host == "::1" else "127.0.0.1"  # 'localhost' binds 127.0.0.1
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((address, port))
+            sock.listen(128)
+        except OSError as exc:
+            sock.close()
+            raise UsageError(
+                f"mcp: cannot listen on {host} port {port} ({_os_error(exc)})",
+                reason="cannot-listen",
+                hint="Choose another --port (0 picks a free one).",
+            ) from None
+        sock.setblocking(False)
+        self.sock = sock
+        self.host = host
+        self.port = sock.getsockname()[1]
+        shown = "[::1]" if host == "::1" else host
+        self.url = f"http://{shown}:{self.port}{HTTP_PATH}"
+        names = ["localhost", "[::1]" if host == "::1" else "127.0.0.1"]
+        self.allowed_hosts = [f"{n}:{self.port}" for n in names]
+        self.allowed_origins = [f"http://{n}:{self.port}" for n in names] + list(allow_origins)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _os_error(exc: OSError) -> str:
+    import errno
+
+    return errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+
+
+def load_token(app) -> tuple[str, bool]:
+    """The bearer token and whether it was generated just now. ``IBGW_MCP_TOKEN`` wins;
+    otherwise ``mcp.token`` in the state directory (0600, never through a symlink),
+    created with a fresh random token on first start."""
+    env = (getattr(app, "environ", None) or os.environ).get(TOKEN_ENV)
+    if env is not None:
+        if not _TOKEN_RE.fullmatch(env):
+            raise ConfigError(
+                f"mcp: {TOKEN_ENV} must be {MIN_TOKEN_CHARS} to 512 characters of "
+                "A-Z a-z 0-9 . _ ~ + / = -",
+                reason="invalid-token",
+            )
+        return env, False
+    from .audit import AuditError, _open_dir, _open_file
+
+    def fail(message: str) -> ConfigError:
+        return ConfigError(
+            f"mcp: {message.removeprefix('audit unavailable: ')}",
+            reason="token-unavailable",
+            hint=f"Check the state directory (ibgw config show), or set {TOKEN_ENV}.",
+        )
+
+    try:
+        dir_fd = _open_dir(app.config.state_dir, create=True)
+    except AuditError as exc:
+        raise fail(exc.message) from None
+    try:
+        try:
+            fd = _open_file(dir_fd, TOKEN_FILE, os.O_RDONLY, "mcp token file")
+        except FileNotFoundError:
+            fd = None
+        except AuditError as exc:
+            raise fail(exc.message) from None
+        if fd is not None:
+            try:
+                raw = os.read(fd, 1024).decode("ascii", "replace").strip()
+            finally:
+                os.close(fd)
+            if not _TOKEN_RE.fullmatch(raw):
+                raise ConfigError(
+                    f"mcp: the token file {TOKEN_FILE} in the state directory is not valid",
+                    reason="invalid-token",
+                    hint="Delete it to have a new token generated, or set " + TOKEN_ENV + ".",
+                )
+            return raw, False
+        token = secrets.token_urlsafe(32)
+        try:
+            fd = _open_file(
+                dir_fd, TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, "mcp token file"
+            )
+        except FileExistsError:  # another server created it meanwhile: use that one
+            os.close(dir_fd)
+            dir_fd = None
+            return load_token(app)
+        except AuditError as exc:
+            raise fail(exc.message) from None
+        try:
+            os.write(fd, token.encode("ascii") + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return token, True
+    except OSError as exc:
+        raise fail(f"cannot use the token file ({_os_error(exc)})") from None
+    finally:
+        if dir_fd is not None:
+            os.close(dir_fd)
+
+
+class BearerGuard:
+    """ASGI middleware in front of the MCP endpoint: a loopback ``Host`` and a known
+    ``Origin`` (DNS rebinding), then the bearer token (compared in constant time).
+    A refusal is answered (421 / 403 / 401, a JSON-RPC error body the SDK client
+    shows) and audited as a ``denied`` record without the token or any header."""
+
+    def __init__(self, inner, token: str, security, auditor):
+        from mcp.server.transport_security import TransportSecurityMiddleware
+
+        self.inner = inner
+        self._token = token.encode("ascii")
+        self._security = TransportSecurityMiddleware(security)
+        self.auditor = auditor
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            await self.inner(scope, receive, send)
+            return
+        if scope["type"] != "http":  # websockets: not served
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        from starlette.requests import Request
+
+        refused = await self._security.validate_request(Request(scope), is_post=False)
+        if refused is not None:
+            reason = "foreign-host" if refused.status_code == 421 else "foreign-origin"
+            await self._refuse(scope, receive, send, refused.status_code, reason)
+            return
+        reason = self._check_token(scope)
+        if reason is not None:
+            await self._refuse(scope, receive, send, 401, reason)
+            return
+        await self.inner(scope, receive, send)
+
+    def _check_token(self, scope) -> str | None:
+        given = [v for k, v in scope.get("headers", ()) if k == b"authorization"]
+        if not given:
+            return "missing-token"
+        scheme, _, credential = given[0].strip().partition(b" ")
+        ok = len(given) == 1 and scheme.lower() == b"bearer"
+        # compare_digest even when the scheme is wrong: no early exit
+        same = hmac.compare_digest(credential.strip(), self._token)
+        return None if ok and same else "invalid-token"
+
+    async def _refuse(self, scope, receive, send, status: int, reason: str) -> None:
+        from starlette.responses import Response
+
+        path = HTTP_PATH if scope.get("path") == HTTP_PATH else "(other)"
+        method = scope.get("method", "")
+        method = method if method in ("GET", "POST", "DELETE", "PUT", "OPTIONS", "HEAD") else "?"
+        try:
+            await anyio.to_thread.run_sync(
+                self.auditor.denied, REFUSED_COMMAND, method, path, reason
+            )
+        except Exception as exc:  # pragma: no cover - denied() never raises
+            log.warning("ibgw mcp: refusal not audited (%s)", type(exc).__name__)
+        messages = {
+            "missing-token": "unauthorized: this server needs 'Authorization: Bearer <token>'",
+            "invalid-token": "unauthorized: the bearer token is not this server's",
+            "foreign-origin": "forbidden: requests from this Origin are refused",
+            "foreign-host": "misdirected: the Host header is not this loopback server",
+        }
+        body = types.JSONRPCError(
+            jsonrpc="2.0",
+            id=None,
+            error=types.ErrorData(code=types.INVALID_REQUEST, message=messages[reason]),
+        )
+        headers = {"WWW-Authenticate": 'Bearer realm="ibgw"'} if status == 401 else None
+        log.warning("ibgw mcp: refused an HTTP request (%s)", reason)
+        response = Response(
+            body.model_dump_json(by_alias=True, exclude_unset=True),
+            status_code=status,
+            media_type="application/json",
+            headers=headers,
+        )
+        await response(scope, receive, send)
+
+
+def http_app(mcp: IbgwMcp, listener: HttpListener):
+    """The ASGI application: the SDK's Streamable HTTP session manager at ``/mcp``
+    (its own Host/Origin check on too), behind :class:`BearerGuard`."""
+    import contextlib
+
+    from mcp.server.streamable_http_manager import (
+        StreamableHTTPASGIApp,
+        StreamableHTTPSessionManager,
+    )
+    from mcp.server.transport_security import TransportSecuritySettings
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=list(listener.allowed_hosts),
+        allowed_origins=list(listener.allowed_origins),
+    )
+    manager = StreamableHTTPSessionManager(app=mcp.server, security_settings=security)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        async with manager.run():
+            yield
+
+    starlette = Starlette(
+        routes=[Route(HTTP_PATH, endpoint=StreamableHTTPASGIApp(manager))], lifespan=lifespan
+    )
+    return BearerGuard(starlette, mcp.token, security, mcp.app.auditor(ACTOR))
 
 
 class _ErrorReplyingStream:
@@ -684,11 +1114,14 @@ def build(app) -> IbgwMcp:
     return IbgwMcp(app)
 
 
+def _prepare(app) -> None:
+    redact.install_logging(bool(app.flags.get("debug")))
+    redact.load_plugin_rules(app.pm)
+
+
 def serve(app) -> None:
     """Run ``ibgw mcp`` on stdin/stdout until the client closes stdin."""
-    debug = bool(app.flags.get("debug"))
-    redact.install_logging(debug)
-    redact.load_plugin_rules(app.pm)
+    _prepare(app)
     mcp = build(app)
     for message in mcp.table.skipped:
         log.warning("ibgw mcp: tool not served: %s", message)
@@ -696,6 +1129,66 @@ def serve(app) -> None:
         anyio.run(mcp.run)
     except KeyboardInterrupt:
         pass
+
+
+def serve_http(app, host: str, port: int, allow_origins=()) -> None:
+    """Run ``ibgw mcp --transport http`` on a loopback address until interrupted.
+    Host, port and origins are checked (usage errors, exit 2) before anything binds;
+    the URL is printed on stderr, and the token too when it was generated just now."""
+    from .output import emit
+
+    host = check_http_host(host)
+    if not isinstance(port, int) or not 0 <= port <= 65535:
+        raise UsageError("mcp: --port must be 0 to 65535", reason="invalid-port")
+    origins = check_origins(allow_origins)
+    _prepare(app)
+    app.config  # noqa: B018 - a configuration error is reported before anything binds
+    listener = HttpListener(host, port, origins)
+    try:
+        token, fresh = load_token(app)
+        if fresh:
+            emit(
+                "ibgw mcp: a bearer token was generated for this server and stored in the "
+                f"state directory; it is shown only now:\n  {token}\n",
+                err=True,
+            )
+        redact.add_secret(token)
+        mcp = build(app)
+        mcp.token = token
+        for message in mcp.table.skipped:
+            log.warning("ibgw mcp: tool not served: %s", message)
+        emit(f"ibgw mcp: serving MCP (Streamable HTTP) at {listener.url}\n", err=True)
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal;
+        # ending with KeyboardInterrupt there makes a stop by SIGTERM exit 0 like Ctrl-C,
+        # with the interpreter's exit handlers run (the audit log is synced at exit).
+        previous = _set_sigterm(_interrupt)
+        try:
+            anyio.run(mcp.run_http, listener)
+        except KeyboardInterrupt:
+            pass
+        except BaseExceptionGroup as group:  # the interrupt, raised inside the task group
+            _, rest = group.split(KeyboardInterrupt)
+            if rest is not None:
+                raise
+        finally:
+            _set_sigterm(previous)
+    finally:
+        listener.close()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _set_sigterm(handler):
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if handler is None:
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 __all__ = [
@@ -706,4 +1199,5 @@ __all__ = [
     "output_schema",
     "param_schema",
     "serve",
+    "serve_http",
 ]

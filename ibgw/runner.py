@@ -11,9 +11,12 @@ from __future__ import annotations
 import contextvars
 import re
 import sys
+import threading
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -93,28 +96,108 @@ def validate_params(read: Read, given: dict) -> dict:
 
 
 # -- the context plugins see ----------------------------------------------------
-class Progress:
-    """A progress bar on stderr when stderr is a terminal; silent otherwise."""
+#: Seconds between two progress updates (terminal bar, MCP notifications); the last
+#: update (everything done) is always sent.
+PROGRESS_INTERVAL = 0.1
+MCP_PROGRESS_INTERVAL = 0.25
 
-    def __init__(self, total: int, label: str, enabled: bool):
+_PROGRESS_CHANNEL: ContextVar[ProgressChannel | None] = ContextVar(
+    "ibgw_progress_channel", default=None
+)
+
+
+class ProgressChannel:
+    """Where the progress of one read goes besides the terminal: ``report(progress,
+    total, message)`` (the MCP server sends ``notifications/progress``). The values
+    it gets only ever increase, across every bar the read opens; at most one
+    update per ``interval`` seconds, plus the last one of each bar."""
+
+    def __init__(self, report, interval: float = MCP_PROGRESS_INTERVAL):
+        self.report, self.interval = report, interval
+        self.offset = 0  # progress of the bars already closed
+        self.sent: float | None = None  # the last progress value reported
+        self.last = 0.0
+
+    def update(self, done: int, total: int, label: str, force: bool = False) -> None:
+        value = self.offset + done
+        if self.sent is not None and value <= self.sent:
+            return
+        now = time.monotonic()
+        if not force and self.sent is not None and now - self.last < self.interval:
+            return
+        self.sent, self.last = value, now
+        try:
+            self.report(value, self.offset + max(total, done), label)
+        except Exception:  # a client that went away must not fail the read
+            pass
+
+    def finish(self, done: int, total: int) -> None:
+        self.offset += max(total, done)
+
+
+@contextmanager
+def reporting_progress(report, interval: float = MCP_PROGRESS_INTERVAL):
+    """Within this block (in this thread), reads send their progress to ``report``."""
+    token = _PROGRESS_CHANNEL.set(ProgressChannel(report, interval))
+    try:
+        yield
+    finally:
+        _PROGRESS_CHANNEL.reset(token)
+
+
+class Progress:
+    """Progress of a long read: a bar on stderr when the CLI runs on a terminal, MCP
+    progress notifications when the MCP client asked for them, nothing otherwise.
+    ``advance`` may be called from several threads."""
+
+    def __init__(
+        self, total: int, label: str, enabled: bool, channel: ProgressChannel | None = None
+    ):
         self.total, self.label, self.enabled, self.done = total, label, enabled, 0
+        self.channel = channel
         self._last = 0.0
+        self._lock = threading.Lock()
+        self._closed = False
+        if channel is not None:
+            channel.update(0, total, label, force=True)
 
     def advance(self, n: int = 1) -> None:
-        self.done += n
-        if self.enabled and (time.monotonic() - self._last > 0.1 or self.done >= self.total):
-            self._last = time.monotonic()
-            width = 30
-            filled = int(width * self.done / max(self.total, 1))
-            sys.stderr.write(
-                f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
-            )
-            sys.stderr.flush()
+        with self._lock:
+            self.done += n
+            finished = self.done >= self.total
+            if self.channel is not None:
+                self.channel.update(self.done, self.total, self.label, force=finished)
+            if self.enabled and (time.monotonic() - self._last > PROGRESS_INTERVAL or finished):
+                from .output import emit
+
+                self._last = time.monotonic()
+                width = 30
+                filled = min(width, int(width * self.done / max(self.total, 1)))
+                emit(
+                    f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+                    f"{self.done}/{self.total}",
+                    err=True,
+                )
 
     def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r" + " " * (len(self.label) + 50) + "\r")
-            sys.stderr.flush()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self.channel is not None:
+                self.channel.update(self.done, self.total, self.label, force=True)
+                self.channel.finish(self.done, self.total)
+            if self.enabled:
+                from .output import emit
+
+                emit("\r" + " " * (len(self.label) + 50) + "\r", err=True)
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 class _ContextHelpers:
@@ -124,8 +207,9 @@ class _ContextHelpers:
         self.notes.append(text)
 
     def progress(self, total: int, label: str = "") -> Progress:
-        enabled = self.actor == "cli" and sys.stderr.isatty() and total > 1
-        return Progress(total, label or self.read.key, enabled)
+        enabled = self.actor == "cli" and total > 1 and _stderr_is_terminal()
+        channel = _PROGRESS_CHANNEL.get() if total > 0 else None
+        return Progress(total, label or self.read.key, enabled, channel)
 
     def parallel(self, fn, items, workers: int = 4) -> list:
         """``[fn(item) for item in items]`` with up to ``workers`` calls in flight;

@@ -159,17 +159,63 @@ def doctor(ctx):
 
 
 @click.command()
-def mcp():
-    """Serve every read as a read-only MCP tool over stdio (needs: pip install "ibgw[mcp]")."""
-    from ibgw.errors import ConfigError
+@click.option(
+    "--transport",
+    type=click.Choice(["stdio", "http"]),
+    default="stdio",
+    show_default=True,
+    help="stdio: the client starts ibgw; http: serve MCP Streamable HTTP on a loopback address.",
+)
+@click.option(
+    "--host",
+    default=None,
+    metavar="HOST",
+    help="HTTP only: 127.0.0.1, localhost or ::1 (loopback only) [default: 127.0.0.1].",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    metavar="N",
+    help="HTTP only: port to listen on; 0 picks a free one (printed) [default: 8931].",
+)
+@click.option(
+    "--allow-origin",
+    "allow_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    help="HTTP only: also accept requests carrying this Origin (e.g. http://localhost:3000).",
+)
+def mcp(transport, host, port, allow_origins):
+    """Serve every read as a read-only MCP tool, over stdio or loopback HTTP
+    (needs: pip install "ibgw[mcp]").
 
+    Over HTTP every request needs 'Authorization: Bearer <token>': the token is
+    IBGW_MCP_TOKEN, or one generated on first start into the state directory and
+    printed once.
+    """
+    from ibgw.errors import ConfigError, UsageError
+
+    if transport == "stdio" and (host is not None or port is not None or allow_origins):
+        raise UsageError(
+            "mcp: --host, --port and --allow-origin apply to --transport http",
+            reason="invalid-parameter",
+        )
     try:
-        from ibgw.mcp_server import serve
+        from ibgw.mcp_server import DEFAULT_PORT, serve, serve_http
     except ImportError:
         raise ConfigError(
             'mcp: the MCP SDK is not installed (pip install "ibgw[mcp]")', reason="mcp-missing"
         ) from None
-    serve(_app())
+    if transport == "http":
+        serve_http(
+            _app(),
+            "127.0.0.1" if host is None else host,
+            DEFAULT_PORT if port is None else port,
+            allow_origins,
+        )
+    else:
+        serve(_app())
 
 
 @hookimpl
