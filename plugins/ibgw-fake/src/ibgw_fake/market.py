@@ -415,6 +415,9 @@ def _stock_fields(symbol: str) -> dict[str, str]:
         "7762": str(und["volume"][0]),
         "7635": _money(spot),
         "7741": _money(prior),
+        "7295": _money(prior + change * 0.3),  # open
+        "7296": _money(spot),  # today's close (the model's prices are as of the close)
+        "7059": "100",
         "70": und["high_low"][0],
         "71": und["high_low"][1],
         "82": _money(change),
@@ -483,6 +486,10 @@ def fields_for(conid) -> dict[str, str] | None:
     else:
         opt = option(conid)
         fields = _option_fields(opt) if opt is not None else None
+    if fields is None:  # the simulated stocks beside the option market
+        from . import stocks
+
+        fields = stocks.fields_for(conid)
     _fields_cache[conid] = fields
     return fields
 
@@ -582,3 +589,6 @@ def ibgw_fake_fixtures(register):
     register(FakeRoute("GET", "/iserver/secdef/info", routes.info, source="market"))
     register(FakeRoute("GET", "/iserver/marketdata/snapshot", routes.snapshot, source="market"))
     register(SCENARIO_FIXTURE)
+    from . import stocks  # quotes, history and contract details of ~200 stocks
+
+    stocks.register_routes(register)
