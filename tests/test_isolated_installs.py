@@ -127,6 +127,9 @@ def test_each_plugin_alone(tmp_path, wheelhouse, plugin):
         "calendar",
         "fx",
         "transfers",
+        "quote",
+        "history",
+        "contracts",
     } - categories
     for category in others:
         assert f"  {category} " not in help_text, f"{category} appears without its plugin"
