@@ -218,6 +218,9 @@ def live(ibgw_pm, ibgw_cli, ibgw_responses, monkeypatch):
         f"{ibgw_responses.base}/iserver/accounts",
         json={"accounts": ["DU1234567"], "selectedAccount": "DU1234567"},
     )
+    run.secdef = ibgw_responses.add(
+        "GET", f"{ibgw_responses.base}/trsrv/secdef", json={"secdef": []}
+    )
     return run
 
 
@@ -250,7 +253,11 @@ def test_live_pre_flight_then_values_after_accounts(live):
     rows = as_json(r)
     assert [c.call_count for c in calls] == [1, 1]
     paths = [c.request.path_url.split("?")[0] for c in live.rsps.calls]
-    assert paths == ["/v1/api/iserver/accounts"] + ["/v1/api/iserver/marketdata/snapshot"] * 2
+    assert (
+        paths
+        == ["/v1/api/trsrv/secdef", "/v1/api/iserver/accounts"]
+        + ["/v1/api/iserver/marketdata/snapshot"] * 2
+    )
     row = rows[0]
     assert row["last"] == 168.42 and row["last_is"] == "prior-close" and row["bid_size"] == 1300
     assert row["availability"] == "delayed" and row["updated"] == "2024-04-08T17:21:51Z"
@@ -355,7 +362,7 @@ def test_live_history_request_and_times(live):
 
 
 def test_live_history_of_a_conid_on_an_unknown_exchange_is_utc(live):
-    live.rsps.add(
+    live.rsps.replace(
         "GET",
         f"{live.base}/trsrv/secdef",
         json={"secdef": [{"conid": 77, "ticker": "XYZ", "listingExchange": "MOON"}]},
@@ -378,3 +385,30 @@ def test_live_history_malformed_answer_is_unavailable(live):
     r = live("-o", "json", "history", "AAPL")
     assert r.exit_code == 4
     assert json.loads(r.stderr)["error"]["reason"] == "malformed-response"
+
+
+def test_live_a_derivative_conid_searches_its_underlying_first(live):
+    live.rsps.replace(
+        "GET",
+        f"{live.base}/trsrv/secdef",
+        json={"secdef": [
+            {"conid": 667629330, "ticker": "SPY", "assetClass": "OPT", "undConid": 756733},
+            {"conid": 8314, "ticker": "IBM", "assetClass": "STK", "undConid": 0,
+             "listingExchange": "NYSE"},
+        ]},
+        match=[matchers.query_param_matcher({"conids": "667629330,8314"})],
+    )  # fmt: skip
+    search(live, "SPY", 756733, exchange="ARCA")
+    snap(
+        live,
+        "667629330,8314",
+        [
+            {"conid": 667629330, "31": "2.45", "6509": "RpB"},
+            {"conid": 8314, "31": "190", "6509": "R"},
+        ],
+    )
+    rows = as_json(live("-o", "json", "quote", "667629330", "8314"))
+    paths = [c.request.path_url.split("?")[0].rsplit("/", 1)[-1] for c in live.rsps.calls]
+    assert paths.index("search") < paths.index("snapshot")
+    assert paths.count("search") == 1  # only the derivative's underlying
+    assert [(r["symbol"], r["exchange"]) for r in rows] == [("SPY", None), ("IBM", "NYSE")]

@@ -19,7 +19,8 @@ Routes (registered by :func:`register_routes`, called from the market's
     Stocks (reference §3 shape), the market's option conids (``OPT``) and FX
     pairs (``CASH``). An unknown conid answers 400 ``{"error": ...}``.
 ``GET /trsrv/secdef?conids=...``
-    ``{"secdef": [...]}`` for the known conids among at most 200 (else 400).
+    ``{"secdef": [...]}`` for the known conids among at most 200 (else 400);
+    registered only while the option market does not serve it itself.
 ``GET /iserver/marketdata/history``
     OHLCV bars (reference §5.2) of a random walk that ends at the stock's last
     price at the close of :data:`ibgw_fake.market.MARKET_DATE`, on weekdays
@@ -313,6 +314,7 @@ def universe() -> dict[str, dict]:
             "prior_close": und["prior_close"],
             "volume": und["volume"][0],
             "type": "ETF" if symbol == "SPY" else "COMMON",
+            "sec_type": und.get("sec_type", "STK"),  # an index (SPX) is IND
             "market": True,  # the option market prices it
         }
     for line in _TABLE.strip().splitlines():
@@ -333,6 +335,7 @@ def universe() -> dict[str, dict]:
             "prior_close": round(spot / (1 + drift), 2),
             "volume": 200_000 + (h >> 32) % 60_000_000,
             "type": "ETF" if exchange in ETF_EXCHANGES or symbol in ETFS else "COMMON",
+            "sec_type": "STK",
             "market": False,
         }
     _by_conid.update((s["conid"], s) for s in out.values())
@@ -493,7 +496,7 @@ def contract_info(conid) -> dict | None:
             "con_id": s["conid"],
             "maturity_date": None,
             "industry": _industry(s)[0],
-            "instrument_type": "STK",
+            "instrument_type": s["sec_type"],
             "trading_class": s["symbol"].replace(".", " "),
             "valid_exchanges": f"SMART,{s['exchange']},NYSE,ARCA,BATS,IEX",
             "allow_sell_long": False,
@@ -582,7 +585,7 @@ def secdef(conid) -> dict | None:
             "conid": s["conid"],
             "currency": "USD",
             "name": s["company"],
-            "assetClass": "STK",
+            "assetClass": s["sec_type"],
             "expiry": None,
             "lastTradingDay": None,
             "group": _industry(s)[0],
@@ -789,5 +792,8 @@ def register_routes(register) -> None:
 
     register(search_fixture())
     register(FakeRoute("GET", "/iserver/contract/{conid}/info", contract_info_route, "stocks"))
-    register(FakeRoute("GET", "/trsrv/secdef", secdef_route, "stocks"))
+    from . import market
+
+    if not hasattr(market.MarketRoutes, "secdef"):  # the option market may serve it itself
+        register(FakeRoute("GET", "/trsrv/secdef", secdef_route, "stocks"))
     register(FakeRoute("GET", "/iserver/marketdata/history", history_route, "stocks"))

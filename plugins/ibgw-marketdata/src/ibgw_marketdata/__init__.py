@@ -67,7 +67,8 @@ def ibgw_register_reads(register):
             default=True,
             summary="Quote one or many symbols or conids (last, bid/ask, sizes, change, volume).",
             description="SYMBOL is a ticker such as AAPL or BRK.B, or a conid such as 265598 "
-            "(all digits: no contract search). Many symbols are quoted in one go, 100 "
+            "(all digits: no contract search; its definition comes from /trsrv/secdef, and "
+            "for a derivative its underlying is searched first, as IBKR requires). Many symbols are quoted in one go, 100 "
             "conids per snapshot call, within IBKR's pacing limits. The first snapshot "
             "of a contract only opens its market-data stream: the read asks again until "
             "the fields arrive or --wait seconds have passed. 'availability' says "
@@ -106,7 +107,7 @@ def ibgw_register_reads(register):
                     metavar="SECONDS",
                 ),
             ],
-            endpoints=[SNAPSHOT],
+            endpoints=[SNAPSHOT, SECDEF],
             fetch=f"{R}:fetch_quote",
             schema=f"{R}:QuoteSchema",
             columns=[

@@ -128,9 +128,22 @@ def _resolve_all(ctx, symbols, sec_type, exchange, progress, lock):
                 progress.advance()
 
     tickers = [s for s in symbols if not is_conid(s)]
+    conids = [int(s) for s in symbols if is_conid(s)]
+    defs = _definitions(ctx, conids)
     for s in symbols:
         if is_conid(s):
-            out[s] = {"conid": int(s), "symbol": None, "exchange": None}
+            d = defs.get(int(s), {})
+            out[s] = {"conid": int(s), "symbol": d.get("symbol"), "exchange": d.get("exchange")}
+    # IBKR: a derivative's snapshot needs /iserver/secdef/search of its underlying
+    # first in the session (the resolver's search is that call)
+    underlyings = sorted(
+        {d["symbol"] for d in defs.values() if d.get("derivative") and d.get("symbol")}
+    )
+    for symbol in underlyings:
+        try:
+            ctx.resolve_symbol(symbol)
+        except UsageError:
+            pass  # the snapshot says what it can
     for text, contract, exc in ctx.parallel(one, tickers, workers=WORKERS):
         if contract is None:
             unknown.append(text)
@@ -139,6 +152,32 @@ def _resolve_all(ctx, symbols, sec_type, exchange, progress, lock):
         else:
             out[text] = contract
     return out, unknown
+
+
+DERIVATIVES = ("OPT", "FOP", "FUT", "WAR", "IOPT", "CFD")
+
+
+def _definitions(ctx, conids: list[int]) -> dict[int, dict]:
+    """symbol, listing exchange and whether it is a derivative, per conid, from
+    /trsrv/secdef (at most 200 conids a call); empty where the gateway says nothing."""
+    out: dict[int, dict] = {}
+    for i in range(0, len(conids), 200):
+        part = conids[i : i + 200]
+        try:
+            data = ctx.call(SECDEF, query={"conids": ",".join(map(str, part))})
+        except (NotServed, UsageError):
+            return out
+        entries = data.get("secdef") if isinstance(data, dict) else None
+        for e in entries if isinstance(entries, list) else []:
+            conid = integer(e.get("conid")) if isinstance(e, dict) else None
+            if conid in part:
+                kind = (text_value(e.get("assetClass")) or "").upper()
+                out[conid] = {
+                    "symbol": text_value(e.get("ticker")),
+                    "exchange": text_value(e.get("listingExchange")),
+                    "derivative": kind in DERIVATIVES or (integer(e.get("undConid")) or 0) > 0,
+                }
+    return out
 
 
 # -- the snapshot -------------------------------------------------------------------------
