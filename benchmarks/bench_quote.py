@@ -22,7 +22,7 @@ TITLE = "Quote of 200 symbols"
 LATENCY_MS = 150
 RATE = 10.0  # IBKR: 10 requests per second per client in all
 SYMBOLS = 200
-IBGW_RUNS = 3
+IBGW_RUNS = 5
 SEQ_RUNS = 1
 TARGET_FACTOR = 1.10
 

@@ -75,6 +75,13 @@ def test_50_quotes_are_paced_with_zero_429s(pm, ibgw_cli, ibgw_fake_gateway, ibg
     assert stats["paths"]["/iserver/marketdata/snapshot"] == 2
     outcome = [x for x in _audit(ibgw_env) if x["kind"] == "outcome"][-1]
     assert outcome["command"] == "quote snapshot" and outcome["rows"] == 50
+    # again: the tickers' conids come from the state dir's cache, no search at all
+    ibgw_fake_gateway.reset()
+    again = ibgw_cli(
+        "--backend", "live", "--gateway-url", ibgw_fake_gateway.url, "-o", "json", "quote", *tickers
+    )
+    assert again.exit_code == 0 and _stable(json.loads(again.stdout)) == _stable(rows)
+    assert "/iserver/secdef/search" not in ibgw_fake_gateway.stats["paths"]
 
 
 def test_the_fake_gateway_would_have_answered_429_without_pacing(pm, ibgw_fake_gateway):

@@ -106,8 +106,28 @@ class BarSchema(Schema):
 
 
 # -- symbols ------------------------------------------------------------------------------
+SYMBOL_CACHE_AGE = 24 * 3600.0  # a ticker's conid changes rarely; searches cost 1 call each
+
+
 def is_conid(text: str) -> bool:
     return text.isdigit() and int(text) > 0
+
+
+def contract_for(ctx, text: str, sec_type: str, exchange: str | None) -> dict:
+    """The core resolver's contract for a ticker, remembered for a day in the state
+    dir (per backend, gateway and scenario), so a repeated quote of 200 tickers does
+    not spend 200 of IBKR's 10 calls per second on searches again."""
+    key = ctx.cache_key("marketdata-symbol", sec_type, (exchange or "").upper(), text)
+    hit = ctx.cache.get(key, max_age=SYMBOL_CACHE_AGE)
+    if hit is not None and isinstance(hit[0], dict) and integer(hit[0].get("conid")):
+        return hit[0]
+    contract = ctx.resolve_symbol(text, sec_type=sec_type, exchange=exchange)
+    keep = {k: contract.get(k) for k in ("conid", "symbol", "exchange", "company")}
+    try:
+        ctx.cache.set(key, keep)
+    except OSError:
+        pass  # an unwritable state dir costs a search next time, nothing else
+    return keep
 
 
 def _resolve_all(ctx, symbols, sec_type, exchange, progress, lock):
@@ -118,7 +138,7 @@ def _resolve_all(ctx, symbols, sec_type, exchange, progress, lock):
 
     def one(text):
         try:
-            return text, ctx.resolve_symbol(text, sec_type=sec_type, exchange=exchange), None
+            return text, contract_for(ctx, text, sec_type, exchange), None
         except UsageError as exc:
             if exc.reason in ("unknown-symbol", "unknown-exchange", "invalid-symbol"):
                 return text, None, exc
@@ -481,7 +501,7 @@ def fetch_history(
         label, listing = _listing_exchange(ctx, conid)
         label = label or str(conid)
     else:
-        contract = ctx.resolve_symbol(text, sec_type=sec_type, exchange=exchange)
+        contract = contract_for(ctx, text, sec_type, exchange)
         conid, label, listing = int(contract["conid"]), contract["symbol"], contract["exchange"]
     query = {"conid": conid, "period": period, "bar": bar}
     if outside_rth is not None:
