@@ -93,6 +93,7 @@ def test_unknown_symbols_are_left_out_with_a_note(cli):
     "args,needle",
     [
         (("ZZZZ",), "unknown symbol ZZZZ"),
+        (("ZZZZ",), "give the conid (all digits)"),
         (("ZZZZ", "YYYY"), "unknown symbols: ZZZZ, YYYY"),
         (("AA/PL",), "invalid value"),
         (("AAPL", "--wait", "99"), "wait: must be at most 30"),

@@ -106,6 +106,9 @@ class BarSchema(Schema):
 
 
 # -- symbols ------------------------------------------------------------------------------
+UNKNOWN_HINT = (
+    "Check the ticker, or give the conid (all digits); 'ibgw contracts search TEXT' finds conids."
+)
 SYMBOL_CACHE_AGE = 24 * 3600.0  # a ticker's conid changes rarely; searches cost 1 call each
 
 
@@ -121,7 +124,12 @@ def contract_for(ctx, text: str, sec_type: str, exchange: str | None) -> dict:
     hit = ctx.cache.get(key, max_age=SYMBOL_CACHE_AGE)
     if hit is not None and isinstance(hit[0], dict) and integer(hit[0].get("conid")):
         return hit[0]
-    contract = ctx.resolve_symbol(text, sec_type=sec_type, exchange=exchange)
+    try:
+        contract = ctx.resolve_symbol(text, sec_type=sec_type, exchange=exchange)
+    except UsageError as exc:
+        if exc.reason != "unknown-symbol":
+            raise
+        raise UsageError(exc.message, reason=exc.reason, hint=UNKNOWN_HINT) from None
     keep = {k: contract.get(k) for k in ("conid", "symbol", "exchange", "company")}
     try:
         ctx.cache.set(key, keep)
@@ -313,7 +321,7 @@ def fetch_quote(ctx, symbols, sec_type="STK", exchange=None, wait=5.0):
             raise UsageError(
                 f"unknown symbols: {join_limited(unknown)}",
                 reason="unknown-symbol",
-                hint="Check the tickers; 'ibgw contracts search TEXT' finds conids.",
+                hint=UNKNOWN_HINT,
             )
         chunks = [order[i : i + CHUNK] for i in range(0, len(order), CHUNK)]
         with lock:  # fewer chunks than planned (duplicates, unknown symbols)
