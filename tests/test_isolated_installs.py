@@ -129,6 +129,9 @@ def test_each_plugin_alone(tmp_path, wheelhouse, plugin):
         "transfers",
         "portfolio",
         "trades",
+        "quote",
+        "history",
+        "contracts",
     } - categories
     for category in others:
         assert f"  {category} " not in help_text, f"{category} appears without its plugin"

@@ -68,8 +68,8 @@ def test_a_new_tickle_session_drops_the_symbol_cache(ibgw_pm, ibgw_responses):
     import ibgw_options
 
     from ibgw.app import App
-    from ibgw.status import keepalive_once
     from ibgw.runner import run_read
+    from ibgw.status import keepalive_once
 
     ibgw_pm.register(ibgw_options)
     base = ibgw_responses.base

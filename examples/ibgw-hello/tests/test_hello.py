@@ -28,6 +28,10 @@ SPY = {
 
 @pytest.fixture
 def cli(ibgw_pm, ibgw_cli):
+    from ibgw_fake import market
+
+    # as installed: ibgw-fake's market answers /trsrv/secdef for every other conid
+    ibgw_pm.register(market, name="fake-market-test")
     ibgw_pm.register(ibgw_hello)
     return ibgw_cli
 

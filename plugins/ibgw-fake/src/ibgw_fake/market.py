@@ -449,6 +449,9 @@ def _stock_fields(symbol: str) -> dict[str, str]:
         "7762": str(und["volume"][0]),
         "7635": _money(spot),
         "7741": _money(prior),
+        "7295": _money(prior + change * 0.3),  # open
+        "7296": _money(spot),  # today's close (the model's prices are as of the close)
+        "7059": "100",
         "70": und["high_low"][0],
         "71": und["high_low"][1],
         "82": _money(change),
@@ -517,6 +520,10 @@ def fields_for(conid) -> dict[str, str] | None:
     else:
         opt = option(conid)
         fields = _option_fields(opt) if opt is not None else None
+    if fields is None:  # the simulated stocks beside the option market
+        from . import stocks
+
+        fields = stocks.fields_for(conid)
     _fields_cache[conid] = fields
     return fields
 
@@ -574,7 +581,9 @@ def secdef_record(conid) -> dict | None:
         }
     opt = option(conid)
     if opt is None:
-        return None
+        from . import stocks  # the simulated stock market beside the option market
+
+        return stocks.secdef(conid)
     return {
         "conid": conid,
         "currency": "USD",
@@ -686,3 +695,6 @@ def ibgw_fake_fixtures(register):
     register(FakeRoute("GET", "/iserver/marketdata/snapshot", routes.snapshot, source="market"))
     register(FakeRoute("GET", "/trsrv/secdef", routes.secdef, source="market"))
     register(SCENARIO_FIXTURE)
+    from . import stocks  # quotes, history and contract details of ~200 stocks
+
+    stocks.register_routes(register)
