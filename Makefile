@@ -21,7 +21,10 @@ $(STAMP): $(DEPS)
 
 install: $(STAMP)
 
-DEMO_READS := "accounts" "fx rate USD EUR" "options expirations SPY" \
+DEMO_READS := "accounts" "quote AAPL MSFT SPY" "history AAPL --period 1w --bar 1d" \
+	"contracts search apple" "contracts info 265598" \
+	"portfolio pnl" "portfolio performance --period 1M" "portfolio allocation" "trades --days 7" \
+	"fx rate USD EUR" "options expirations SPY" "options expirations SPX --sec-type IND" \
 	"options chain SPY --month APR26 --strikes-around 2 --right C" \
 	"greeks SPY --month APR26 --strike 500 --right C" "depth SPY --levels 5" "calendar hours AAPL" \
 	"news AAPL --limit 5" "fundamentals AAPL" "transfers AAPL"

@@ -84,8 +84,8 @@ def test_trades_category_default_lists_todays_executions(cli):
         ("U7654321", "AAPL", "SELL", 20.0),
     ]
     assert all(ISO.fullmatch(x["time"]) for x in rows)
-    assert rows[0]["price"] == 295.12 and rows[0]["commission"] == 1.0
-    assert rows[0]["net_amount"] == 2951.2 and rows[0]["exchange"] == "ISLAND"
+    assert rows[0]["price"] == 189.12 and rows[0]["commission"] == 1.0
+    assert rows[0]["net_amount"] == 1891.2 and rows[0]["exchange"] == "ISLAND"
     assert "submitter" not in rows[0] and "user1234" not in r.stdout
     table = cli("trades", "executions").stdout.splitlines()
     assert table[0].split() == COLUMNS

@@ -12,10 +12,10 @@ import datetime as dt
 
 # (age in hours, account, conid, symbol, sec_type, side, size, price, commission, exchange)
 EXECUTIONS = (
-    (0.5, "DU1234567", 265598, "AAPL", "STK", "B", 10.0, 295.12, 1.0, "ISLAND"),
-    (2.0, "U7654321", 265598, "AAPL", "STK", "S", 20.0, 30.9, 1.0, "NYSE"),
-    (50.0, "DU1234567", 756733, "SPY", "STK", "S", 5.0, 652.31, 1.02, "ARCA"),
-    (74.0, "U7654321", 756733, "SPY", "STK", "B", 3.0, 648.8, 1.0, "ARCA"),
+    (0.5, "DU1234567", 265598, "AAPL", "STK", "B", 10.0, 189.12, 1.0, "ISLAND"),
+    (2.0, "U7654321", 265598, "AAPL", "STK", "S", 20.0, 189.85, 1.0, "NYSE"),
+    (50.0, "DU1234567", 756733, "SPY", "STK", "S", 5.0, 499.31, 1.02, "ARCA"),
+    (74.0, "U7654321", 756733, "SPY", "STK", "B", 3.0, 497.8, 1.0, "ARCA"),
     (
         122.0,
         "DU1234567",
@@ -28,7 +28,7 @@ EXECUTIONS = (
         1.3,
         "CBOE",
     ),
-    (240.0, "DU1234567", 265598, "AAPL", "STK", "B", 15.0, 281.4, 1.0, "ISLAND"),  # > 7 days
+    (240.0, "DU1234567", 265598, "AAPL", "STK", "B", 15.0, 184.4, 1.0, "ISLAND"),  # > 7 days
 )
 
 
