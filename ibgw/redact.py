@@ -781,7 +781,9 @@ class _StderrHandler(logging.StreamHandler):
     def handleError(self, record):  # noqa: N802 - logging API
         # The default prints the record's message and arguments unredacted.
         try:
-            sys.stderr.write(f"ibgw: {_WITHHELD}\n")
+            from .output import emit
+
+            emit(f"ibgw: {_WITHHELD}\n", err=True)
         except Exception:
             pass
 

@@ -21,14 +21,20 @@ from hypothesis import strategies as st
 from ibgw import output
 
 
+def _clean(value):
+    return output.clean_text(value) if isinstance(value, str) else value
+
+
 def reference_table(records, columns=()) -> str:
-    """What ``render(fmt="table")`` printed before it had a layout of its own."""
+    """What ``render(fmt="table")`` printed before it had a layout of its own, with
+    gateway text cleaned of control characters and escape sequences first."""
     if not records:
         return "(no rows)\n"
     cols = output._columns(records, columns)
-    rows = [[output._cell(r.get(c)) for c in cols] for r in records]
+    rows = [[_clean(output._cell(r.get(c))) for c in cols] for r in records]
+    headers = [_clean(c) for c in cols]
     return (
-        tabulate_module.tabulate(rows, headers=cols, tablefmt="simple", disable_numparse=True)
+        tabulate_module.tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
         + "\n"
     )
 

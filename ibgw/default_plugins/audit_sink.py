@@ -119,9 +119,9 @@ def _context():
 
 
 def _emit(text: str) -> None:
-    from ibgw import redact
+    from ibgw.output import emit
 
-    click.echo(redact.safe_text(text), nl=False)
+    emit(text)
 
 
 @click.group("audit")

@@ -65,20 +65,20 @@ def config_check(**overrides):
     app.flags.update({k: v for k, v in overrides.items() if v is not None})
     app._config = None
     cfg = app.config
-    click.echo(
-        f"ok: gateway_url {cfg.gateway_url} (verify_tls={'on' if cfg.verify_tls else 'off'})"
-    )
+    from ibgw.output import emit
+
+    emit(f"ok: gateway_url {cfg.gateway_url} (verify_tls={'on' if cfg.verify_tls else 'off'})\n")
 
 
 @config.command("path")
 def config_path():
     """Print the configuration file path."""
-    from ibgw import redact
     from ibgw.config import default_config_path
+    from ibgw.output import emit
 
     app = _app()
     path = app.flags.get("config") or default_config_path()
-    click.echo(redact.text(path))
+    emit(f"{path}\n")
 
 
 @click.command()
@@ -95,11 +95,17 @@ def probe(categories):
         from ibgw.errors import UsageError
 
         raise UsageError(f"unknown category {bad[0]!r}; installed: {', '.join(sorted(known))}")
+    from ibgw.output import clean_text, emit
+
     status, rows = run_probe(app, categories)
     if app.output == "table":
-        click.echo(
-            f"session: {status['state']} ({status['reason']})"
-            + (f", {status['build']}" if status.get("build") else ""),
+        # the build string is gateway text: redacted by emit, controls removed here
+        emit(
+            clean_text(
+                f"session: {status['state']} ({status['reason']})"
+                + (f", {status['build']}" if status.get("build") else "")
+            )
+            + "\n",
             err=True,
         )
     _emit(rows, PROBE_COLUMNS)

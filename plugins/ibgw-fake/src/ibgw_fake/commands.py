@@ -8,6 +8,7 @@ import sys
 import click
 
 from ibgw.errors import UsageError
+from ibgw.output import emit
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
@@ -121,9 +122,9 @@ def serve(host, port, scenario, latency_ms, tls, cert, key, pacing):
         reason = "address in use" if exc.errno == errno.EADDRINUSE else "cannot bind"
         raise UsageError(f"fake-gateway: cannot listen on {host} port {port} ({reason})") from None
     try:
-        click.echo(f"ibgw fake gateway listening on {server.url}")
+        emit(f"ibgw fake gateway listening on {server.url}\n")
         if server.fingerprint:
-            click.echo(f"tls fingerprint sha256 {server.fingerprint}")
+            emit(f"tls fingerprint sha256 {server.fingerprint}\n")
         sys.stdout.flush()
         _wait_for_signal()
     finally:
@@ -140,7 +141,7 @@ def scenarios():
     items = describe(FakeRouter(pm))
     width = max(len(n) for n in items)
     for name, text in items.items():
-        click.echo(f"{name:<{width}}  {text}")
+        emit(f"{name:<{width}}  {text}\n")
 
 
 def register_commands(cli) -> None:
