@@ -302,9 +302,17 @@ def warn(text: str, fmt: str) -> None:
 
 def json_error(error: dict) -> str:
     """The one JSON object ``-o json`` writes to stderr for a failed command."""
+    from . import redact
+
     payload = {"error": dict(error)}
     if DEFERRED_WARNINGS:
         payload["error"]["warnings"] = list(DEFERRED_WARNINGS)
+    try:
+        # value by value first: the text pass of emit then finds nothing to change
+        # (a header pattern run over JSON text would eat the rest of its line)
+        payload = redact.safe_data(payload)
+    except redact.RedactionFailed:
+        payload = {"error": {"state": None, "reason": "redaction-failed", "message": ""}}
     return json.dumps(payload, ensure_ascii=False) + "\n"
 
 

@@ -14,9 +14,13 @@ def _app():
 
 
 def _emit(records, columns, single=False):
+    from ibgw import redact
     from ibgw.output import emit, render
 
-    emit(render(records, columns, _app().output, single=single))
+    # value by value before rendering (reads get this in the runner): plugin load
+    # errors and probe details are foreign text, and a pattern run over rendered JSON
+    # could not tell a value's end from the JSON after it
+    emit(render(redact.safe_data(records), columns, _app().output, single=single))
 
 
 def _config_rows(app) -> list[dict]:
@@ -134,18 +138,15 @@ def doctor(ctx):
     if fmt == "json":
         import json
 
-        emit(
-            json.dumps(
-                {
-                    "config": cfg,
-                    "session": st,
-                    "plugins": plugin_rows,
-                    "probe": {"build": (probe_entry or {}).get("build"), "reads": probe_rows},
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+        from ibgw import redact
+
+        report = {
+            "config": cfg,
+            "session": st,
+            "plugins": plugin_rows,
+            "probe": {"build": (probe_entry or {}).get("build"), "reads": probe_rows},
+        }
+        emit(json.dumps(redact.safe_data(report), indent=2) + "\n")
     else:
         emit("== configuration\n" + render(cfg, ("field", "value", "source"), "table"))
         emit(
