@@ -49,6 +49,10 @@ def figures() -> str:
         "edit|deletion|deleted|reorder|insert|torn|truncat|disk_full|"
         "unwritable|read_only|symlink|checkpoint|missing|hard_linked|not_a_regular",
     )
+    emitter = _module("test_emitter")
+    walked = len([f for f in emitter._sources() if f not in emitter.ALLOWED])
+    planted = len(emitter.PLANTED) + 1  # and one planted in a copy of a real module
+    hostile = _count_tests("test_bounds_hostile", "")
     lines = [
         "| promise | what the tests try | result |",
         "|---|---|---|",
@@ -64,6 +68,12 @@ def figures() -> str:
         "edit and deletion, reorder, insert, torn line, truncated tail, disk full, unwritable dir, read-only fs, "
         "symlinked file and directories); 8 processes x 200 reads | every fault stops the call (exit 7) or is "
         "reported by 'ibgw audit verify'; 1,600 intent and 1,600 outcome records, 0 broken links |",
+        f"| one redacting emitter, bounded answers | a walk of {walked} modules of ibgw/ and the "
+        f"plugins for raw writes to stdout/stderr ({planted} planted violations found); "
+        f"{hostile} hostile-gateway and hostile-plugin tests (16 MiB of [{{}},...], deep "
+        "nesting, folded Set-Cookie, MAC spellings, escape sequences, formula cells, a "
+        "sink that stores nothing) | a raw write outside the emitter fails the suite; every "
+        "oversized answer is refused as answer-too-large within --timeout |",
     ]
     return "\n".join(lines)
 

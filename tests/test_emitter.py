@@ -99,24 +99,24 @@ def test_no_raw_write_outside_the_emitter():
     assert not found, "raw writes to stdout/stderr (use ibgw.output.emit):\n" + "\n".join(found)
 
 
-@pytest.mark.parametrize(
-    "line",
-    [
-        "click.echo('x')",
-        "click.secho('x', err=True)",
-        "print('x')",
-        "sys.stdout.write('x')",
-        "sys.stderr.write('x')",
-        "sys.stdout.buffer.write(b'x')",
-        "sys.__stderr__.write('x')",
-        "os.write(1, b'x')",
-        "os.write(2, b'x')",
-        "os.write(sys.stderr.fileno(), b'x')",
-        "from click import echo as say\nsay('x')",
-        "from sys import stderr\nstderr.write('x')",
-        "err = sys.stderr\nerr.write('x')",
-    ],
-)
+PLANTED = [
+    "click.echo('x')",
+    "click.secho('x', err=True)",
+    "print('x')",
+    "sys.stdout.write('x')",
+    "sys.stderr.write('x')",
+    "sys.stdout.buffer.write(b'x')",
+    "sys.__stderr__.write('x')",
+    "os.write(1, b'x')",
+    "os.write(2, b'x')",
+    "os.write(sys.stderr.fileno(), b'x')",
+    "from click import echo as say\nsay('x')",
+    "from sys import stderr\nstderr.write('x')",
+    "err = sys.stderr\nerr.write('x')",
+]
+
+
+@pytest.mark.parametrize("line", PLANTED)
 def test_the_walk_finds_a_planted_raw_write(line):
     source = "import click, os, sys\n\ndef f():\n    pass\n" + line + "\n"
     assert raw_writes(source), line
