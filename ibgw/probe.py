@@ -86,9 +86,11 @@ def run_probe(app, categories=()) -> tuple[dict, list[dict]]:
                 row.update(result="error", detail=exc.reason)
         rows.append(row)
     if status.usable:
+        from . import redact
+
         data = _load(app)
         data[app.cache_key()] = {
-            "build": status.build,
+            "build": redact.text(status.build) if status.build else status.build,
             "time": int(time.time()),
             "reads": {r["read"]: r for r in rows},
         }

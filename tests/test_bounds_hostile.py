@@ -148,6 +148,12 @@ def test_probe_shows_the_gateway_build_string_redacted(hostile, tmp_path):
     for secret in (COOKIE_VALUE, JSESSION, MAC, MAC.replace(":", ""), MAC.replace(":", "").lower()):
         assert secret not in everything, secret
     assert "[redacted]" in result.stderr
+    stored = "".join(p.read_text() for p in (tmp_path / "state").rglob("*") if p.is_file())
+    for secret in (COOKIE_VALUE, JSESSION, MAC.replace(":", "")):
+        assert secret not in stored, secret
+    status = run_ibgw(tmp_path, gw, "-o", "json", "status")
+    assert json.loads(status.stdout)["build"].startswith("Build 10.44")  # still valid JSON
+    assert COOKIE_VALUE not in status.stdout
 
 
 # -- finding 4: plugin load warnings ---------------------------------------------------

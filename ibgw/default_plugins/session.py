@@ -69,9 +69,10 @@ def keepalive_once(app, actor="cli"):
 
 
 def _print(app, record: dict, columns):
+    from ibgw import redact
     from ibgw.output import emit, render
 
-    emit(render([record], columns, app.output, single=True))
+    emit(render(redact.safe_data([record]), columns, app.output, single=True))
 
 
 @click.command()
