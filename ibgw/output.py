@@ -107,10 +107,14 @@ _PLAIN_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
 def csv_cell(value):
-    """A CSV cell for ``value``: formula-looking text is prefixed with ``'``."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        if not _PLAIN_NUMBER.fullmatch(value):
-            return "'" + value
+    """A CSV cell for ``value``: formula-looking text is prefixed with ``'``; a carriage
+    return becomes a line feed (the writer, ending lines with ``\\n``, would leave a lone
+    ``\\r`` unquoted, and readers take it for the end of the row)."""
+    if isinstance(value, str):
+        if value.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(value):
+            value = "'" + value
+        if "\r" in value:
+            value = value.replace("\r\n", "\n").replace("\r", "\n")
     return value
 
 
@@ -290,12 +294,18 @@ def emit(text: str, err: bool = False) -> None:
 # and go into the error object's ``warnings`` list if the command fails (on success they
 # are not printed: ``ibgw plugins`` and ``ibgw doctor`` list every load error).
 DEFERRED_WARNINGS: list[str] = []
+MAX_DEFERRED = 50  # a long-running command (the MCP server) must not grow without end
+
+
+def defer_warning(text: str) -> None:
+    if len(DEFERRED_WARNINGS) < MAX_DEFERRED:
+        DEFERRED_WARNINGS.append(text)
 
 
 def warn(text: str, fmt: str) -> None:
     """Report one warning in the way ``fmt`` allows (see ``DEFERRED_WARNINGS``)."""
     if fmt == "json":
-        DEFERRED_WARNINGS.append(text)
+        defer_warning(text)
     else:
         emit(f"ibgw: warning: {clean_text(text)}\n", err=True)
 

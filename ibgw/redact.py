@@ -857,9 +857,9 @@ class _StderrHandler(logging.StreamHandler):
         # -o json: stderr holds at most one JSON object; a warning joins the error
         # object's "warnings" (ibgw.output.DEFERRED_WARNINGS) instead of a text line
         try:
-            from .output import DEFERRED_WARNINGS
+            from .output import defer_warning
 
-            DEFERRED_WARNINGS.append(REDACTOR.safe_text(f"{record.name}: {record.getMessage()}"))
+            defer_warning(REDACTOR.safe_text(f"{record.name}: {record.getMessage()}"))
         except Exception:
             self.handleError(record)
 
