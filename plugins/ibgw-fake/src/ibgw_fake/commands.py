@@ -8,7 +8,6 @@ import sys
 import click
 
 from ibgw.errors import UsageError
-from ibgw.output import emit
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
@@ -108,6 +107,8 @@ def serve(host, port, scenario, latency_ms, tls, cert, key, pacing):
     SHA-256 fingerprint to pin), then answers every fixture of the installed
     plugins under /v1/api in the chosen scenario.
     """
+    from ibgw.output import emit
+
     from .server import FakeGatewayServer
 
     pm, flags = _app_state()
@@ -134,6 +135,8 @@ def serve(host, port, scenario, latency_ms, tls, cert, key, pacing):
 @fake_gateway.command("scenarios")
 def scenarios():
     """List the fake backend's scenarios."""
+    from ibgw.output import emit
+
     from .router import FakeRouter
     from .scenarios import describe
 
