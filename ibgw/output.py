@@ -81,6 +81,7 @@ _ESCAPE = re.compile(
     "|\x1b[ -/]*[0-~]?"  # other ESC sequences (and a lone ESC)
 )
 _BREAKS = re.compile("[\t\n\x0b\x0c\r\x85]")
+_RAW_IN_JSON = re.compile("[\x7f-\x9f]")
 
 
 def clean_text(text: str) -> str:
@@ -181,7 +182,13 @@ def render(records, columns=(), fmt: str = "table", single: bool = False) -> str
     records = list(records) if isinstance(records, list | tuple) else [records]
     if fmt == "json":
         data = records[0] if single and len(records) == 1 else records
-        return _json(data) + "\n"
+        text = _json(data)
+        if _RAW_IN_JSON.search(text):
+            # the encoder escapes C0 controls but writes DEL and C1 (U+009B is a CSI to
+            # some terminals) as they are; they can only be inside strings, so escaping
+            # them keeps the JSON the same value
+            text = _RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+        return text + "\n"
     if fmt == "csv":
         cols = _columns(records, None) if records else list(columns)
         buf = io.StringIO()

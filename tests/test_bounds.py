@@ -155,3 +155,9 @@ def test_json_error_carries_deferred_warnings(monkeypatch):
     text = output.json_error({"state": None, "reason": "r", "message": "m", "hint": ""})
     error = json.loads(text)
     assert error["error"]["warnings"] == ["plugin x: Cookie: [redacted]"]
+
+
+def test_json_output_escapes_del_and_c1_controls():
+    text = output.render([{"a": "x\x9b2J\x7fy\x1b[0m"}], fmt="json")
+    assert not any(ch in text for ch in "\x9b\x7f\x1b")
+    assert json.loads(text) == [{"a": "x\x9b2J\x7fy\x1b[0m"}]  # the same value

@@ -11,6 +11,7 @@ backslashes, lone surrogates, NaN.
 from __future__ import annotations
 
 import json
+import re
 import types
 
 import pytest
@@ -40,7 +41,9 @@ def reference_table(records, columns=()) -> str:
 
 
 def reference_json(data) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False, default=str, allow_nan=False) + "\n"
+    """``json.dumps(indent=2)``, with DEL and C1 controls escaped (``\\u009b``)."""
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str, allow_nan=False)
+    return re.sub("[\x7f-\x9f]", lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
 
 
 TRICKY_TEXT = [
