@@ -40,6 +40,7 @@ def _ensure_project_venv() -> None:
 _ensure_project_venv()
 sys.path.insert(0, str(HERE))
 
+import bench_bounds  # noqa: E402
 import bench_mcp  # noqa: E402
 import bench_pacing  # noqa: E402
 import bench_quote  # noqa: E402
@@ -48,7 +49,15 @@ import bench_scale  # noqa: E402
 import bench_startup  # noqa: E402
 from common import loadavg, machine, now_utc, verdict  # noqa: E402
 
-BENCHES = [bench_startup, bench_read, bench_pacing, bench_scale, bench_mcp, bench_quote]
+BENCHES = [
+    bench_startup,
+    bench_read,
+    bench_pacing,
+    bench_scale,
+    bench_mcp,
+    bench_quote,
+    bench_bounds,
+]
 BY_NAME = {b.NAME: b for b in BENCHES}
 RESULTS = HERE / "results.json"
 DOC = ROOT / "docs" / "benchmarks.md"

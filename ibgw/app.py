@@ -22,6 +22,7 @@ class App:
         self._transport = None
         self._pacer = None
         self._sinks = None
+        self._builtin_sinks: list = []
         self._lock = threading.Lock()
 
     # -- configuration --------------------------------------------------------
@@ -97,20 +98,38 @@ class App:
         )
 
     def audit_sinks(self) -> list:
+        """Every registered sink: the built-in JSONL sink and any a plugin adds."""
         if self._sinks is None:
             sinks: list = []
+            builtin: list = []
             for impl in self.pm.hook.ibgw_audit_sinks.get_hookimpls():
+                register = sinks.append
+                if impl.plugin_name == BUILTIN_SINK_PLUGIN:
+
+                    def register(sink, _sinks=sinks, _builtin=builtin):
+                        _sinks.append(sink)
+                        _builtin.append(sink)
+
                 try:
-                    impl.function(config=self.config, register=sinks.append)
+                    impl.function(config=self.config, register=register)
                 except Exception:  # a broken sink plugin must not silence the others
                     continue
             self._sinks = sinks
+            self._builtin_sinks = builtin
         return self._sinks
 
     def auditor(self, actor: str = "cli"):
+        """The auditor of one call. Fail-closed rests on the built-in JSONL sink: a
+        third-party sink is additional, never a substitute, so a sink that claims
+        success while storing nothing cannot let a call through when the built-in
+        sink could not write the intent (exit 7)."""
         from .audit import Auditor
 
-        return Auditor(self.audit_sinks(), self.config.state_dir, actor=actor)
+        sinks = self.audit_sinks()
+        builtin = self._builtin_sinks
+        if builtin:
+            sinks = [_RequiredSinks(builtin, [s for s in sinks if s not in builtin])]
+        return Auditor(sinks, self.config.state_dir, actor=actor)
 
     def gateway(self, read=None, auditor=None, command: str = ""):
         from .gateway import Gateway
@@ -130,6 +149,43 @@ class App:
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+
+BUILTIN_SINK_PLUGIN = "ibgw.default_plugins.audit_sink"
+
+
+class _RequiredSinks:
+    """The sinks as the auditor sees them: one write succeeds only if every built-in
+    sink stored the record; the additional sinks get it too, and a failure of theirs is
+    logged (by name, as the auditor does) without failing the write."""
+
+    name = "jsonl"
+
+    def __init__(self, required: list, additional: list):
+        self.required = list(required)
+        self.additional = list(additional)
+
+    def write(self, record: dict) -> None:
+        import logging
+
+        for sink in self.required:
+            sink.write(dict(record))  # raises: the record is not stored
+        for sink in self.additional:
+            try:
+                sink.write(dict(record))
+            except Exception as exc:
+                name = getattr(sink, "name", None)
+                logging.getLogger("ibgw.audit").warning(
+                    "audit sink %s failed: %s",
+                    name if isinstance(name, str) else type(sink).__name__,
+                    type(exc).__name__,
+                )
+
+    def close(self) -> None:
+        for sink in self.required + self.additional:
+            close = getattr(sink, "close", None)
+            if callable(close):
+                close()
 
 
 def current_app() -> App:

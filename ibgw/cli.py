@@ -21,7 +21,7 @@ EPILOG = """Exit codes: 0 ok, 1 internal error, 2 usage or configuration, 3 manu
 
 def _handle(ctx: click.Context, exc: BaseException) -> int:
     from .app import App
-    from .output import emit, emit_error
+    from .output import emit, emit_error, json_error
 
     app = ctx.find_object(App)
     fmt = app.output if app is not None else "table"
@@ -30,20 +30,15 @@ def _handle(ctx: click.Context, exc: BaseException) -> int:
         return exc.exit_code
     debug = bool(app and app.flags.get("debug"))
     if fmt == "json":
-        import json
-
         emit(
-            json.dumps(
+            json_error(
                 {
-                    "error": {
-                        "state": None,
-                        "reason": "internal-error",
-                        "message": f"internal error ({type(exc).__name__})",
-                        "hint": "Run with --debug for details.",
-                    }
+                    "state": None,
+                    "reason": "internal-error",
+                    "message": f"internal error ({type(exc).__name__})",
+                    "hint": "Run with --debug for details.",
                 }
-            )
-            + "\n",
+            ),
             err=True,
         )
     else:
@@ -150,7 +145,9 @@ class IbgwGroup(click.Group):
             _usage_error(exc, argv)
             rv = exc.exit_code
         except click.Abort:
-            sys.stderr.write("ibgw: aborted\n")
+            from .output import emit
+
+            emit("ibgw: aborted\n", err=True)
             rv = 1
         if not standalone_mode:
             return rv
@@ -163,16 +160,19 @@ class IbgwGroup(click.Group):
             raise
         except KeyboardInterrupt:
             ctx.exit(130)
-        except BrokenPipeError:
-            ctx.exit(EXIT_INTERNAL)
+        except BrokenPipeError:  # stdout closed by its reader: stop quietly (see emit)
+            from .output import _silence_stdout
+
+            _silence_stdout()
+            ctx.exit(0)
         except Exception as exc:
             ctx.exit(_handle(ctx, exc))
 
 
 def _usage_error(exc: click.ClickException, argv: list[str]) -> None:
-    from .output import emit
+    from .output import clean_text, emit, json_error
 
-    message = exc.format_message().replace("\n", " ").strip()
+    message = clean_text(exc.format_message()).strip()
     ctx = getattr(exc, "ctx", None)
     hint = f"see '{ctx.command_path} --help'" if ctx is not None else "see 'ibgw --help'"
     wants_json = (
@@ -181,13 +181,8 @@ def _usage_error(exc: click.ClickException, argv: list[str]) -> None:
         or "-ojson" in argv
     )
     if wants_json:
-        import json
-
         emit(
-            json.dumps(
-                {"error": {"state": None, "reason": "usage", "message": message, "hint": hint}}
-            )
-            + "\n",
+            json_error({"state": None, "reason": "usage", "message": message, "hint": hint}),
             err=True,
         )
     else:
@@ -274,7 +269,7 @@ def read_command(read) -> click.Command:
 
     def callback(**values):
         from .app import current_app
-        from .output import emit, render
+        from .output import clean_text, emit, render
         from .runner import run_read
 
         app = current_app()
@@ -292,7 +287,7 @@ def read_command(read) -> click.Command:
         if outcome.provenance == "undocumented" and fmt == "table":
             notes.append(f"served by an undocumented endpoint ({outcome.variant})")
         for note in notes:
-            emit(f"note: {note}\n", err=True)
+            emit(f"note: {clean_text(note)}\n", err=True)
 
     command = click.Command(
         read.name, params=params, callback=callback, help=read.help, short_help=read.summary
@@ -392,9 +387,12 @@ def create_cli(pm=None) -> click.Group:
         from . import redact
 
         redact.load_plugin_rules(pm)
-        redact.install_logging(bool(flags.get("debug")))
+        from .output import DEFERRED_WARNINGS, warn
+
+        DEFERRED_WARNINGS.clear()
+        redact.install_logging(bool(flags.get("debug")), defer=app.output == "json")
         for conflict in cli.conflicts + reads.errors:
-            click.echo(f"ibgw: warning: {conflict}", err=True)
+            warn(conflict, app.output)
 
     for impl in pm.hook.ibgw_register_commands.get_hookimpls():
         cli.current_owner = impl.plugin_name
@@ -431,7 +429,9 @@ def main(argv=None) -> None:
     try:
         cli = create_cli()
     except Exception as exc:  # plugin loading itself failed: still one line
-        sys.stderr.write(f"ibgw: error: could not start ({type(exc).__name__})\n")
+        from .output import emit
+
+        emit(f"ibgw: error: could not start ({type(exc).__name__})\n", err=True)
         sys.exit(EXIT_INTERNAL)
     finally:
         gc.freeze()

@@ -56,6 +56,17 @@ def _builtin_plugins():
     return _BUILTINS[0]
 
 
+def answer_too_large(path: str) -> Unavailable:
+    """A gateway answer with more records, values or nesting than its endpoint family
+    allows (``ibgw.jsonstrict.ANSWER_LIMITS``; docs/security.md)."""
+    return Unavailable(
+        f"the gateway's answer to {path} holds more records or nesting than ibgw accepts",
+        reason="answer-too-large",
+        hint="Narrow the request (fewer conids, a shorter period); the limits per endpoint "
+        "family are in docs/security.md.",
+    )
+
+
 class Gateway:
     """One read's view of the gateway. Thread-safe: a read may run several calls
     in flight (the pacer keeps the rate)."""
@@ -248,7 +259,7 @@ class Gateway:
             except TransportError as exc:
                 reason = exc.kind if exc.kind in REASONS else "gateway-down"
                 raise error_for(reason) from None
-            return self._interpret(endpoint, response)
+            return self._interpret(endpoint, response, request.deadline)
         except SessionError:
             self._forget_session()
             raise
@@ -273,10 +284,18 @@ class Gateway:
             if remembered is not None:
                 remembered.clear()
 
-    def _interpret(self, endpoint: Endpoint, response: Response):
-        from . import redact
-        from .jsonstrict import MalformedJSON, loads_strict
+    #: the latest deadline of this gateway's calls: shaping the answer must end by it
+    last_deadline: float | None = None
 
+    def _interpret(self, endpoint: Endpoint, response: Response, deadline: float | None = None):
+        """The parsed answer, or the error its status means. The parse is bounded by
+        the endpoint family's :func:`ibgw.jsonstrict.limits_for` (``answer-too-large``)
+        and by the call's deadline (``timeout``), which the runner's shaping keeps too."""
+        from . import redact
+        from .jsonstrict import DEADLINE, TOO_LARGE, MalformedJSON, limits_for, loads_strict
+
+        if deadline is not None:
+            self.last_deadline = max(self.last_deadline or deadline, deadline)
         status, body = response.status, response.body
         stripped = body.lstrip()[:512]
         if status == 204 or (200 <= status < 300 and not body.strip()):
@@ -285,8 +304,12 @@ class Gateway:
             if "html" in (response.content_type or "").lower() or stripped.startswith(b"<"):
                 raise error_for("login-page")
             try:
-                data = loads_strict(body)
-            except MalformedJSON:
+                data = loads_strict(body, limits=limits_for(endpoint.path), deadline=deadline)
+            except MalformedJSON as exc:
+                if exc.reason == TOO_LARGE:
+                    raise answer_too_large(endpoint.path) from None
+                if exc.reason == DEADLINE:
+                    raise error_for("timeout") from None
                 raise error_for("malformed-response") from None
             redact.harvest(data)
             if isinstance(data, dict) and data.get("error") == "no session":

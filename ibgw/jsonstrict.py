@@ -10,6 +10,14 @@ is ignored (a body that is only a BOM is ``empty``).
 The error never carries the body (``json.JSONDecodeError.doc`` holds all of it) and
 is raised outside the ``except`` block, so no exception chain leads back to it.
 
+Bounds (:class:`Limits`, per endpoint family in :data:`ANSWER_LIMITS`): besides the
+depth, ``max_values`` caps the number of JSON values (array elements and object members,
+counted from the commas and brackets outside strings) *before* anything is built, and
+``max_items`` caps the length of any one array right after parsing, before the answer is
+shaped; both raise :class:`MalformedJSON` with reason ``too-large``. ``deadline`` (a
+``time.monotonic()`` instant) is checked between the stages (reason ``deadline``).
+A 16 MiB ``[{},{},...]`` is rejected from its byte skeleton in milliseconds.
+
 The depth check runs before parsing and without recursion: escaped quotes are
 dropped, ``bytes.translate`` deletes every byte but quotes and brackets, string
 contents are dropped with one regular expression, and matched innermost pairs are
@@ -22,8 +30,17 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
+from dataclasses import dataclass
 
-__all__ = ["MalformedJSON", "loads_strict", "DEFAULT_MAX_DEPTH"]
+__all__ = [
+    "MalformedJSON",
+    "loads_strict",
+    "DEFAULT_MAX_DEPTH",
+    "Limits",
+    "ANSWER_LIMITS",
+    "limits_for",
+]
 
 DEFAULT_MAX_DEPTH = 64
 
@@ -37,11 +54,56 @@ TRAILING = "trailing-data"
 SYNTAX = "syntax"
 SURROGATE = "unpaired-surrogate"
 NUMBER = "number-too-long"
+TOO_LARGE = "too-large"
+DEADLINE = "deadline"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one gateway answer may hold: records in any one array, JSON values in
+    all, nesting depth."""
+
+    max_items: int
+    max_values: int
+    max_depth: int = 32
+
+
+# Per endpoint family (longest matching path-template prefix wins), from IBKR's
+# documented maxima (shared/reference/cpapi-endpoints.md, OpenAPI v2.29.0) with ten
+# times headroom or more; everything else gets DEFAULT_LIMITS. A legitimate answer
+# near the 16 MiB body cap holds far fewer values than these (a position is ~40
+# values in ~1 KiB), while 16 MiB of ``[{},{},...]`` is 5.6 million.
+DEFAULT_LIMITS = Limits(max_items=10_000, max_values=500_000)
+ANSWER_LIMITS: dict[str, Limits] = {
+    # snapshot: at most 100 conids per request (reference: marketdata snapshot)
+    "/iserver/marketdata/snapshot": Limits(max_items=1_000, max_values=200_000),
+    # history: at most 1,000 bars per request
+    "/iserver/marketdata/history": Limits(max_items=10_000, max_values=200_000),
+    # positions: pages of 100
+    "/portfolio/{accountId}/positions": Limits(max_items=1_000, max_values=200_000),
+    # scanner: at most 50 results
+    "/iserver/scanner/run": Limits(max_items=1_000, max_values=100_000),
+    # secdef by conid: at most 200 conids per request
+    "/trsrv/secdef": Limits(max_items=2_000, max_values=200_000),
+    # trades of up to 7 days; transaction history
+    "/iserver/account/trades": Limits(max_items=50_000, max_values=2_000_000),
+    "/pa/transactions": Limits(max_items=50_000, max_values=2_000_000),
+}
+
+
+def limits_for(template: str) -> Limits:
+    """The :class:`Limits` for the endpoint path template ``template``."""
+    best, length = DEFAULT_LIMITS, -1
+    for prefix, limits in ANSWER_LIMITS.items():
+        if template.startswith(prefix) and len(prefix) > length:
+            best, length = limits, len(prefix)
+    return best
+
 
 _BOM = b"\xef\xbb\xbf"
 _WS = b" \t\r\n"
 _STRING = re.compile(rb'"[^"]*"')
-_NOT_SKELETON = bytes(b for b in range(256) if b not in b'[]{}"')
+_NOT_SKELETON = bytes(b for b in range(256) if b not in b'[]{}",')
 _PAIRS = re.compile(rb"\[\]|\{\}")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 # A float overflows to infinity only with an exponent (always right after a digit in
@@ -88,17 +150,33 @@ def _pairs(pairs: list) -> dict:
     return result
 
 
-def _too_deep(data: bytes, max_depth: int) -> bool:
+def _skeleton(data: bytes) -> bytes:
+    """The brackets and commas of ``data`` that are outside strings."""
     # Escaped backslashes, then escaped quotes (backslash runs pair up from the
-    # left, so this order is exact for valid JSON); then only quotes and brackets
-    # are kept, and what lies between two quotes was inside a string.
+    # left, so this order is exact for valid JSON); then only quotes, brackets and
+    # commas are kept, and what lies between two quotes was inside a string.
     if b"\\" in data:
         data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
     # Dropping adjacent quotes first (an empty string, or the gap between two
-    # strings) leaves only strings that hold brackets for the regex.
+    # strings) leaves only strings that hold brackets or commas for the regex.
     skeleton = data.translate(None, _NOT_SKELETON).replace(b'""', b"")
     if b'"' in skeleton:
         skeleton = _STRING.sub(b"", skeleton)
+    return skeleton
+
+
+def _count_values(skeleton: bytes) -> int:
+    """An upper bound of the number of values below the top level: one per comma,
+    one more per container that is not empty."""
+    openers = skeleton.count(b"[") + skeleton.count(b"{")
+    return skeleton.count(b",") + openers
+
+
+def _too_deep(data: bytes, max_depth: int, skeleton: bytes | None = None) -> bool:
+    if skeleton is None:
+        skeleton = _skeleton(data)
+    if b"," in skeleton:
+        skeleton = skeleton.replace(b",", b"")
     if not skeleton:
         return False
     for level in range(max_depth):
@@ -131,15 +209,40 @@ def _has_lone_surrogate(obj) -> bool:
     return False
 
 
-def loads_strict(data: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> object:
-    """Parse one JSON text from ``data`` or raise :class:`MalformedJSON`."""
-    reason, position, result = _parse(data, max_depth)
+def _longest_array(obj, limit: int) -> bool:
+    """True if some array in ``obj`` has more than ``limit`` elements (level by
+    level, each container visited once, no recursion)."""
+    level = [obj]
+    while level:
+        nxt = []
+        for item in level:
+            if type(item) is list:
+                if len(item) > limit:
+                    return True
+                nxt.extend(x for x in item if type(x) is list or type(x) is dict)
+            elif type(item) is dict:
+                nxt.extend(x for x in item.values() if type(x) is list or type(x) is dict)
+        level = nxt
+    return False
+
+
+def loads_strict(
+    data: bytes,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    *,
+    limits: Limits | None = None,
+    deadline: float | None = None,
+) -> object:
+    """Parse one JSON text from ``data`` or raise :class:`MalformedJSON`. With
+    ``limits`` its depth replaces ``max_depth`` and its counts bound the answer;
+    ``deadline`` is a ``time.monotonic()`` instant."""
+    reason, position, result = _parse(data, max_depth, limits, deadline)
     if reason is not None:
         raise MalformedJSON(reason, position)
     return result
 
 
-def _parse(data, max_depth: int):
+def _parse(data, max_depth: int, limits: Limits | None = None, deadline: float | None = None):
     if isinstance(data, bytearray | memoryview):
         data = bytes(data)
     if not isinstance(data, bytes):
@@ -155,8 +258,16 @@ def _parse(data, max_depth: int):
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         return UTF8, exc.start, None
-    if _too_deep(data, max_depth):
+    if limits is not None:
+        max_depth = limits.max_depth
+    skeleton = _skeleton(data)
+    if limits is not None and _count_values(skeleton) > limits.max_values:
+        return TOO_LARGE, None, None
+    if _too_deep(data, max_depth, skeleton):
         return TOO_DEEP, None, None
+    del skeleton
+    if deadline is not None and time.monotonic() > deadline:
+        return DEADLINE, None, None
     reason = position = None
     sketch = data.translate(_NUMBER_SKETCH)
     parse_float = _float if b"0e" in sketch or _LONG_DIGITS in sketch else None
@@ -177,4 +288,8 @@ def _parse(data, max_depth: int):
         return reason, position, None
     if _SURROGATE_ESCAPE.search(data) and _has_lone_surrogate(result):
         return SURROGATE, None, None
+    if limits is not None and _longest_array(result, limits.max_items):
+        return TOO_LARGE, None, None
+    if deadline is not None and time.monotonic() > deadline:
+        return DEADLINE, None, None
     return None, None, result

@@ -348,17 +348,11 @@ def _encode_target(target: str) -> str | None:
 
 def _harvest(header_values) -> None:
     """Every Set-Cookie value is a secret from now on, wherever it appears."""
-    try:
-        from .redact import add_secret
-    except ImportError:  # pragma: no cover - ibgw.redact is part of the core
-        return
-    # ibgw.redact ignores values too short or too trivial to be secrets.
-    for header in header_values:
-        first = str(header).split(";", 1)[0]
-        _, sep, value = first.partition("=")
-        value = value.strip().strip('"')
-        if sep and value:
-            add_secret(value)
+    # ibgw.redact ignores values too short or too trivial to be secrets; a folded
+    # header (a=b, X=SECRET; Path=/) is split per cookie.
+    from .redact import harvest_set_cookie
+
+    harvest_set_cookie([str(h) for h in header_values])
 
 
 class LiveTransport(Transport):

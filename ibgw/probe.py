@@ -58,5 +58,7 @@ def run_probe(app, categories=()) -> tuple[dict, list[dict]]:
                 row.update(result="error", detail=exc.reason)
         rows.append(row)
     if status.usable:
-        save_probe(app, status.build, rows)
+        from . import redact
+
+        save_probe(app, redact.text(status.build) if status.build else status.build, rows)
     return status.as_dict(), rows

@@ -80,9 +80,11 @@ _HEADERS = ("cookie", "authorization")
 # in the lowercased text, which keeps redaction of large outputs fast.
 _BUILTIN_RULES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
     # Header lines, wholesale: "Set-Cookie: ...", "Cookie: ...", "Authorization: ...".
+    # Idempotent: a value already redacted (up to the end of its line or, in JSON text,
+    # of its string) is left alone, so a second pass cannot eat the JSON after it.
     (
-        r"(?im)\b(?:set-cookie|cookie|proxy-authorization|authorization)[ \t]*:[ \t]*"
-        r"(?P<secret>[^\r\n]+)",
+        r"(?im)\b(?:set-cookie|cookie|proxy-authorization|authorization)[ \t]*:[ \t]*+"
+        r"(?!\[redacted\](?:[\"\\]|$))(?P<secret>[^\r\n]+)",
         _HEADERS,
     ),
     # The same headers inside a repr()/JSON of a header mapping: {'Cookie': '...'}.
@@ -118,6 +120,19 @@ _BUILTIN_RULES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
     ),
     # Bearer credentials.
     (r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9._~+/-]{8,}=*)", ("bearer",)),
+    # A MAC address in a key=value or key: value slot, in any spelling (bare 12 hex
+    # digits included, which free text cannot tell from a number).
+    (
+        r"(?i)\bmac(?:[_ -]?addr(?:ess)?)?['\"]?\s*[:=]\s*['\"]?(?P<secret>"
+        r"[0-9a-f]{12}|[0-9a-f]{4}(?:\.[0-9a-f]{4}){2}|[0-9a-f]{2}(?:[:-][0-9a-f]{2}){5})"
+        r"(?![0-9a-f])",
+        ("mac",),
+    ),
+    # MAC addresses grouped by dots (Cisco: aabb.ccdd.eeff).
+    (
+        r"(?<![0-9A-Fa-f.])[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}(?![0-9A-Fa-f]|\.[0-9A-Fa-f])",
+        None,
+    ),
     # MAC addresses (xx:xx:xx:xx:xx:xx or xx-xx-xx-xx-xx-xx).
     (
         r"(?<![0-9A-Fa-f:-])[0-9A-Fa-f]{2}(?P<sep>[:-])[0-9A-Fa-f]{2}(?:(?P=sep)[0-9A-Fa-f]{2}){4}"
@@ -138,7 +153,15 @@ _MAC_SKETCH = bytes(
     ord("h") if chr(b) in string.hexdigits else ord(":") if chr(b) in ":-" else ord(" ")
     for b in range(256)
 )
-_SKETCHES = {BUILTIN_PATTERNS[-1]: (_MAC_SKETCH, b":hh:")}
+# The dot-grouped spelling (aabb.ccdd.eeff) sketches to hhhh.hhhh.hhhh.
+_DOT_MAC_SKETCH = bytes(
+    ord("h") if chr(b) in string.hexdigits else ord(".") if chr(b) == "." else ord(" ")
+    for b in range(256)
+)
+_SKETCHES = {
+    BUILTIN_PATTERNS[-1]: (_MAC_SKETCH, b":hh:"),
+    BUILTIN_PATTERNS[-2]: (_DOT_MAC_SKETCH, b"h.hhhh.h"),
+}
 _SKETCH_MIN_LEN = 256  # shorter texts run the pattern itself
 # The only characters beyond ASCII that a case-insensitive pattern matches to an ASCII
 # letter, with that letter (tests/test_redact_batch.py checks every code point). Once they
@@ -182,6 +205,50 @@ def _sketch_lacks(s: str, sketch) -> bool:
     """True when the sketch proves its pattern cannot match ``s``."""
     table, marker = sketch
     return marker not in s.encode("utf-8", "surrogatepass").translate(table)
+
+
+_MAC_SHAPE = re.compile(
+    r"[0-9A-Fa-f]{12}|[0-9A-Fa-f]{4}(?:\.[0-9A-Fa-f]{4}){2}"
+    r"|[0-9A-Fa-f]{2}(?P<sep>[:-])[0-9A-Fa-f]{2}(?:(?P=sep)[0-9A-Fa-f]{2}){4}"
+)
+
+
+def mac_spellings(value: str) -> set[str]:
+    """Every common spelling of ``value`` if it is a MAC address (colons, dashes,
+    dot-grouped ``aabb.ccdd.eeff``, bare hex; matching ignores case), else nothing."""
+    if len(value) > 17 or not _MAC_SHAPE.fullmatch(value):
+        return set()
+    digits = re.sub(r"[^0-9A-Fa-f]", "", value).lower()
+    if len(digits) != 12 or value.isdigit():
+        return set()  # twelve decimal digits alone: more likely a number than a MAC
+    pairs = [digits[i : i + 2] for i in range(0, 12, 2)]
+    return {
+        ":".join(pairs),
+        "-".join(pairs),
+        ".".join(digits[i : i + 4] for i in range(0, 12, 4)),
+        digits,
+    }
+
+
+def set_cookie_pairs(header: str) -> list[tuple[str, str]]:
+    """The ``(name, value)`` of every cookie in one ``Set-Cookie`` header value,
+    including headers folded into one line with commas (``a=b, X=SECRET; Path=/``).
+    Attributes (``Path``, ``Expires``...) are not cookies; the comma inside an
+    ``Expires`` date does not start a new cookie (what follows it has no ``=``)."""
+    pairs = []
+    for cookie in _FOLD.split(str(header)):
+        first = cookie.split(";", 1)[0]
+        name, sep, value = first.partition("=")
+        name, value = name.strip(), value.strip().strip('"')
+        if sep and name and name.lower() not in _COOKIE_ATTRIBUTES:
+            pairs.append((name, value))
+    return pairs
+
+
+_FOLD = re.compile(r",\s*(?=[^\s;,=]+=)")
+_COOKIE_ATTRIBUTES = frozenset(
+    {"path", "domain", "expires", "max-age", "samesite", "secure", "httponly", "priority"}
+)
 
 
 def _rarity(char: str) -> int:
@@ -294,6 +361,7 @@ class Redactor:
             pass
         variants.add(quote(stripped, safe=""))
         variants.add(quote_plus(stripped, safe=""))
+        variants |= mac_spellings(stripped)
         home_short = self._shorten_home(stripped)
         if home_short != stripped:
             variants.add(home_short)
@@ -361,6 +429,8 @@ class Redactor:
                 if "secret" in pattern.groupindex and m.group("secret"):
                     value = m.group("secret")
                     self.add_secret(value)
+                    for _name, cookie in set_cookie_pairs(value):
+                        self.add_secret(cookie)
                     for part in re.split(r"[;,]\s*", value):
                         if "=" in part:
                             self.add_secret(part.split("=", 1)[1])
@@ -686,6 +756,16 @@ def harvest_text(s: str) -> None:
     REDACTOR.harvest_text(s)
 
 
+def harvest_set_cookie(headers) -> None:
+    """Remember the value of every cookie in ``headers`` (``Set-Cookie`` values), each
+    cookie on its own, folded headers split: a value that later appears alone is
+    redacted, not only the folded whole."""
+    for header in headers:
+        for _name, value in set_cookie_pairs(header):
+            if value:
+                add_secret(value)
+
+
 def text(s) -> str:
     return REDACTOR.text(s)
 
@@ -764,11 +844,24 @@ class RedactingFormatter(logging.Formatter):
 class _StderrHandler(logging.StreamHandler):
     """Writes to the *current* ``sys.stderr`` and never prints a failing record."""
 
-    def __init__(self, level=logging.NOTSET):
+    def __init__(self, level=logging.NOTSET, defer: bool = False):
         logging.Handler.__init__(self, level)
         self.addFilter(RedactingFilter())
         self.setFormatter(RedactingFormatter("ibgw: %(levelname)s: %(name)s: %(message)s"))
         self._ibgw = True
+        self.defer = defer
+
+    def emit(self, record):
+        if not self.defer:
+            return super().emit(record)
+        # -o json: stderr holds at most one JSON object; a warning joins the error
+        # object's "warnings" (ibgw.output.DEFERRED_WARNINGS) instead of a text line
+        try:
+            from .output import defer_warning
+
+            defer_warning(REDACTOR.safe_text(f"{record.name}: {record.getMessage()}"))
+        except Exception:
+            self.handleError(record)
 
     @property
     def stream(self):
@@ -781,7 +874,9 @@ class _StderrHandler(logging.StreamHandler):
     def handleError(self, record):  # noqa: N802 - logging API
         # The default prints the record's message and arguments unredacted.
         try:
-            sys.stderr.write(f"ibgw: {_WITHHELD}\n")
+            from .output import emit
+
+            emit(f"ibgw: {_WITHHELD}\n", err=True)
         except Exception:
             pass
 
@@ -800,17 +895,19 @@ class _RedactingRecordFactory:
         return record
 
 
-def install_logging(debug: bool = False) -> logging.Handler:
+def install_logging(debug: bool = False, defer: bool = False) -> logging.Handler:
     """Send log records to stderr through redaction. With ``debug`` the ``ibgw``
     loggers log at DEBUG; everything else stays at WARNING, and the HTTP stack's
-    debug output (``http.client`` prints, urllib3/requests records) stays off."""
+    debug output (``http.client`` prints, urllib3/requests records) stays off.
+    With ``defer`` (``-o json`` without ``--debug``) records are held in
+    ``ibgw.output.DEFERRED_WARNINGS`` for the JSON error object instead."""
     import http.client
 
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_ibgw", False):
             root.removeHandler(handler)
-    handler = _StderrHandler()
+    handler = _StderrHandler(defer=defer and not debug)
     root.addHandler(handler)
     if not isinstance(logging.getLogRecordFactory(), _RedactingRecordFactory):
         logging.setLogRecordFactory(_RedactingRecordFactory(logging.getLogRecordFactory()))
@@ -828,7 +925,7 @@ def install_logging(debug: bool = False) -> logging.Handler:
         ):
             if lg.level and lg.level < logging.WARNING:
                 lg.setLevel(logging.NOTSET)
-    last = _StderrHandler(logging.WARNING)
+    last = _StderrHandler(logging.WARNING, defer=defer and not debug)
     logging.lastResort = last
     logging.captureWarnings(True)
     return handler

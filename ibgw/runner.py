@@ -351,20 +351,43 @@ def _schema(schema_cls):
     return schema
 
 
-def _shape(read: Read, raw) -> list[dict]:
+_SHAPE_CHUNK = 1000  # records shaped between two looks at the deadline
+
+
+def _past(deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        from .gateway import error_for
+
+        raise error_for("timeout")
+
+
+def _shape(read: Read, raw, deadline: float | None = None) -> list[dict]:
+    """The records of ``raw`` through the read's schema (or its columns), done by
+    ``deadline`` (a ``time.monotonic()`` instant: the read's last call's deadline,
+    so ``--timeout`` bounds parsing and shaping too) or ``Unavailable``/``timeout``."""
     records = raw if isinstance(raw, list) else ([] if raw is None else [raw])
     schema_cls = resolve(read.schema)
+    _past(deadline)
     if schema_cls is not None:
         from marshmallow import ValidationError
 
+        schema = _schema(schema_cls)
         try:
-            return _schema(schema_cls).dump(records)
+            if len(records) <= _SHAPE_CHUNK:
+                shaped = schema.dump(records)
+            else:
+                shaped = []
+                for start in range(0, len(records), _SHAPE_CHUNK):
+                    shaped += schema.dump(records[start : start + _SHAPE_CHUNK])
+                    _past(deadline)
         except (ValueError, TypeError, AttributeError, ValidationError):
             raise Unavailable(
                 "the gateway's answer did not have the expected shape",
                 reason="malformed-response",
                 hint="Run 'ibgw probe' and report the gateway build.",
             ) from None
+        _past(deadline)
+        return shaped
     if read.columns:
         return [{c: r.get(c) for c in read.columns} for r in records if isinstance(r, dict)]
     return [r for r in records if isinstance(r, dict)]
@@ -474,7 +497,10 @@ def run_read(app, read: Read, params: dict, actor: str = "cli") -> ReadOutcome:
             and all(e.provenance == "documented" for e in read.endpoints)
         ):
             provenance = "documented"
-        records = redact.data(_shape(read, raw))
+        deadline = getattr(gateway, "last_deadline", None)
+        if deadline is None:  # no gateway call (an answer from the cache, say)
+            deadline = time.monotonic() + float(getattr(app.config, "timeout", 15.0))
+        records = redact.data(_shape(read, raw, deadline))
         return ReadOutcome(
             read,
             records,

@@ -53,6 +53,10 @@ def figures() -> str:
         "test_audit_lifecycle",
         "edit|delet|reorder|torn|truncat|crash|rollback|seal|wedge|capped|changes|pruning",
     )
+    emitter = _module("test_emitter")
+    walked = len([f for f in emitter._sources() if f not in emitter.ALLOWED])
+    planted = len(emitter.PLANTED) + 1  # and one planted in a copy of a real module
+    hostile = _count_tests("test_bounds_hostile", "")
     lines = [
         "| promise | what the tests try | result |",
         "|---|---|---|",
@@ -74,6 +78,12 @@ def figures() -> str:
         "over 1 MiB, torn huge line, 220,000 parameter values); 4 processes x 100 reads at a 20,000-byte "
         "limit | every change reported with its segment and line, pruning never reported; total size under "
         "(keep + 1) x limit; a deleted or rolled-back log refused (exit 7) until 'ibgw audit acknowledge' |",
+        f"| one redacting emitter, bounded answers | a walk of {walked} modules of ibgw/ and the "
+        f"plugins for raw writes to stdout/stderr ({planted} planted violations found); "
+        f"{hostile} hostile-gateway and hostile-plugin tests (16 MiB of [{{}},...], deep "
+        "nesting, folded Set-Cookie, MAC spellings, escape sequences, formula cells, a "
+        "sink that stores nothing) | a raw write outside the emitter fails the suite; every "
+        "oversized answer is refused as answer-too-large within --timeout |",
     ]
     return "\n".join(lines)
 

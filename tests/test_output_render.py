@@ -11,6 +11,7 @@ backslashes, lone surrogates, NaN.
 from __future__ import annotations
 
 import json
+import re
 import types
 
 import pytest
@@ -21,20 +22,28 @@ from hypothesis import strategies as st
 from ibgw import output
 
 
+def _clean(value):
+    return output.clean_text(value) if isinstance(value, str) else value
+
+
 def reference_table(records, columns=()) -> str:
-    """What ``render(fmt="table")`` printed before it had a layout of its own."""
+    """What ``render(fmt="table")`` printed before it had a layout of its own, with
+    gateway text cleaned of control characters and escape sequences first."""
     if not records:
         return "(no rows)\n"
     cols = output._columns(records, columns)
-    rows = [[output._cell(r.get(c)) for c in cols] for r in records]
+    rows = [[_clean(output._cell(r.get(c))) for c in cols] for r in records]
+    headers = [_clean(c) for c in cols]
     return (
-        tabulate_module.tabulate(rows, headers=cols, tablefmt="simple", disable_numparse=True)
+        tabulate_module.tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
         + "\n"
     )
 
 
 def reference_json(data) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False, default=str, allow_nan=False) + "\n"
+    """``json.dumps(indent=2)``, with DEL and C1 controls escaped (``\\u009b``)."""
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str, allow_nan=False)
+    return re.sub("[\x7f-\x9f]", lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
 
 
 TRICKY_TEXT = [

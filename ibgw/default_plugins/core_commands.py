@@ -14,9 +14,13 @@ def _app():
 
 
 def _emit(records, columns, single=False):
+    from ibgw import redact
     from ibgw.output import emit, render
 
-    emit(render(records, columns, _app().output, single=single))
+    # value by value before rendering (reads get this in the runner): plugin load
+    # errors and probe details are foreign text, and a pattern run over rendered JSON
+    # could not tell a value's end from the JSON after it
+    emit(render(redact.safe_data(records), columns, _app().output, single=single))
 
 
 def _config_rows(app) -> list[dict]:
@@ -65,20 +69,20 @@ def config_check(**overrides):
     app.flags.update({k: v for k, v in overrides.items() if v is not None})
     app._config = None
     cfg = app.config
-    click.echo(
-        f"ok: gateway_url {cfg.gateway_url} (verify_tls={'on' if cfg.verify_tls else 'off'})"
-    )
+    from ibgw.output import emit
+
+    emit(f"ok: gateway_url {cfg.gateway_url} (verify_tls={'on' if cfg.verify_tls else 'off'})\n")
 
 
 @config.command("path")
 def config_path():
     """Print the configuration file path."""
-    from ibgw import redact
     from ibgw.config import default_config_path
+    from ibgw.output import emit
 
     app = _app()
     path = app.flags.get("config") or default_config_path()
-    click.echo(redact.text(path))
+    emit(f"{path}\n")
 
 
 @click.command()
@@ -95,11 +99,17 @@ def probe(categories):
         from ibgw.errors import UsageError
 
         raise UsageError(f"unknown category {bad[0]!r}; installed: {', '.join(sorted(known))}")
+    from ibgw.output import clean_text, emit
+
     status, rows = run_probe(app, categories)
     if app.output == "table":
-        click.echo(
-            f"session: {status['state']} ({status['reason']})"
-            + (f", {status['build']}" if status.get("build") else ""),
+        # the build string is gateway text: redacted by emit, controls removed here
+        emit(
+            clean_text(
+                f"session: {status['state']} ({status['reason']})"
+                + (f", {status['build']}" if status.get("build") else "")
+            )
+            + "\n",
             err=True,
         )
     _emit(rows, PROBE_COLUMNS)
@@ -128,18 +138,15 @@ def doctor(ctx):
     if fmt == "json":
         import json
 
-        emit(
-            json.dumps(
-                {
-                    "config": cfg,
-                    "session": st,
-                    "plugins": plugin_rows,
-                    "probe": {"build": (probe_entry or {}).get("build"), "reads": probe_rows},
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+        from ibgw import redact
+
+        report = {
+            "config": cfg,
+            "session": st,
+            "plugins": plugin_rows,
+            "probe": {"build": (probe_entry or {}).get("build"), "reads": probe_rows},
+        }
+        emit(json.dumps(redact.safe_data(report), indent=2) + "\n")
     else:
         emit("== configuration\n" + render(cfg, ("field", "value", "source"), "table"))
         emit(

@@ -63,9 +63,10 @@ def ibgw_keepalive(gateway):
 
 
 def _print(app, record: dict, columns):
+    from ibgw import redact
     from ibgw.output import emit, render
 
-    emit(render([record], columns, app.output, single=True))
+    emit(render(redact.safe_data([record]), columns, app.output, single=True))
 
 
 @click.command()

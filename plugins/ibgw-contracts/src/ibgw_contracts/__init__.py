@@ -28,9 +28,7 @@ R = "ibgw_contracts.reads"
 
 @hookimpl
 def ibgw_register_reads(register):
-    register(
-        Category("contracts", "Find contracts and their conids: search by name or ticker, details.")
-    )
+    register(Category("contracts", "Find contracts and their conids by name or ticker."))
     register(
         Read(
             category="contracts",

@@ -25,8 +25,9 @@ def _app_state() -> tuple[object, dict]:
         return get_plugin_manager(), {}
 
 
-def _wait_for_signal() -> None:
-    """Block until Ctrl-C or SIGTERM."""
+def _wait_for_signal(announce=None) -> None:
+    """Block until Ctrl-C or SIGTERM. ``announce()`` runs once the SIGTERM handler is
+    in place: whoever reads the announcement may stop the server at once."""
     import signal  # here, not at the top: every 'ibgw' start imports this module
     import threading
 
@@ -35,6 +36,8 @@ def _wait_for_signal() -> None:
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, lambda signum, frame: done.set())
     try:
+        if announce is not None:
+            announce()
         while not done.wait(0.5):
             pass
     except KeyboardInterrupt:
@@ -107,6 +110,8 @@ def serve(host, port, scenario, latency_ms, tls, cert, key, pacing):
     SHA-256 fingerprint to pin), then answers every fixture of the installed
     plugins under /v1/api in the chosen scenario.
     """
+    from ibgw.output import emit
+
     from .server import FakeGatewayServer
 
     pm, flags = _app_state()
@@ -120,12 +125,15 @@ def serve(host, port, scenario, latency_ms, tls, cert, key, pacing):
     except OSError as exc:
         reason = "address in use" if exc.errno == errno.EADDRINUSE else "cannot bind"
         raise UsageError(f"fake-gateway: cannot listen on {host} port {port} ({reason})") from None
-    try:
-        click.echo(f"ibgw fake gateway listening on {server.url}")
+
+    def announce():
+        emit(f"ibgw fake gateway listening on {server.url}\n")
         if server.fingerprint:
-            click.echo(f"tls fingerprint sha256 {server.fingerprint}")
+            emit(f"tls fingerprint sha256 {server.fingerprint}\n")
         sys.stdout.flush()
-        _wait_for_signal()
+
+    try:
+        _wait_for_signal(announce)
     finally:
         server.stop()
 
@@ -133,6 +141,8 @@ def serve(host, port, scenario, latency_ms, tls, cert, key, pacing):
 @fake_gateway.command("scenarios")
 def scenarios():
     """List the fake backend's scenarios."""
+    from ibgw.output import emit
+
     from .router import FakeRouter
     from .scenarios import describe
 
@@ -140,7 +150,7 @@ def scenarios():
     items = describe(FakeRouter(pm))
     width = max(len(n) for n in items)
     for name, text in items.items():
-        click.echo(f"{name:<{width}}  {text}")
+        emit(f"{name:<{width}}  {text}\n")
 
 
 def register_commands(cli) -> None:
