@@ -387,10 +387,11 @@ def create_cli(pm=None) -> click.Group:
         from . import redact
 
         redact.load_plugin_rules(pm)
+        from .logs import install_logging
         from .output import DEFERRED_WARNINGS, warn
 
         DEFERRED_WARNINGS.clear()
-        redact.install_logging(bool(flags.get("debug")), defer=app.output == "json")
+        install_logging(bool(flags.get("debug")), defer=app.output == "json")
         for conflict in cli.conflicts + reads.errors:
             warn(conflict, app.output)
 

@@ -1115,7 +1115,9 @@ def build(app) -> IbgwMcp:
 
 
 def _prepare(app) -> None:
-    redact.install_logging(bool(app.flags.get("debug")))
+    from .logs import install_logging
+
+    install_logging(bool(app.flags.get("debug")))
     redact.load_plugin_rules(app.pm)
 
 

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ibgw import redact
+from ibgw.logs import install_logging
 from ibgw.redact import REDACTED, RedactionFailed, Redactor
 
 
@@ -377,7 +378,7 @@ SECRET = "LOGCANARY-7f3a9e21-session"
 
 
 def test_debug_logging_never_emits_a_secret(capsys, restore_logging):
-    redact.install_logging(debug=True)
+    install_logging(debug=True)
     redact.add_secret(SECRET)
     log = logging.getLogger("ibgw.test")
     log.debug("value %s in args", SECRET)
@@ -408,7 +409,7 @@ def test_other_handlers_see_redacted_records_too(restore_logging):
             seen.append((record.getMessage(), record.exc_text or "", str(record.args)))
 
     logging.getLogger().addHandler(Collect())
-    redact.install_logging(debug=True)
+    install_logging(debug=True)
     redact.add_secret(SECRET)
     try:
         raise ValueError(SECRET)
@@ -419,7 +420,7 @@ def test_other_handlers_see_redacted_records_too(restore_logging):
 
 
 def test_non_debug_logging_hides_debug_and_still_redacts(capsys, restore_logging):
-    redact.install_logging(debug=False)
+    install_logging(debug=False)
     redact.add_secret(SECRET)
     log = logging.getLogger("ibgw.test")
     log.debug("debug %s", SECRET)
@@ -429,7 +430,7 @@ def test_non_debug_logging_hides_debug_and_still_redacts(capsys, restore_logging
 
 
 def test_logging_error_in_a_record_is_withheld_not_printed(capsys, restore_logging):
-    redact.install_logging(debug=True)
+    install_logging(debug=True)
     redact.add_secret(SECRET)
     logging.getLogger("ibgw.test").error("%d " + SECRET, "not-a-number")
     err = capsys.readouterr().err
@@ -441,7 +442,7 @@ def test_http_stack_debug_output_stays_off(capsys, restore_logging):
     http.client.HTTPConnection.debuglevel = 1
     logging.getLogger("urllib3").setLevel(logging.DEBUG)
     logging.getLogger("urllib3.connectionpool").setLevel(logging.DEBUG)
-    redact.install_logging(debug=True)
+    install_logging(debug=True)
     assert http.client.HTTPConnection.debuglevel == 0
     for name in ("urllib3", "urllib3.connectionpool", "requests", "http.client"):
         assert not logging.getLogger(name).isEnabledFor(logging.DEBUG), name
@@ -460,7 +461,7 @@ def test_http_stack_debug_output_stays_off(capsys, restore_logging):
 
 
 def test_python_warnings_are_redacted(capsys, restore_logging):
-    redact.install_logging(debug=False)
+    install_logging(debug=False)
     redact.add_secret(SECRET)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
@@ -470,8 +471,8 @@ def test_python_warnings_are_redacted(capsys, restore_logging):
 
 
 def test_install_logging_twice_keeps_one_handler(restore_logging):
-    redact.install_logging(debug=True)
-    redact.install_logging(debug=False)
+    install_logging(debug=True)
+    install_logging(debug=False)
     ours = [h for h in logging.getLogger().handlers if getattr(h, "_ibgw", False)]
     assert len(ours) == 1
     assert not logging.getLogger("ibgw").isEnabledFor(logging.DEBUG)
