@@ -88,3 +88,58 @@ def poll_interval(ctx, live: float) -> float:
     """Seconds between snapshot polls: ``live`` on a gateway, near zero on the
     in-process fake (which fills a snapshot on its second call)."""
     return FAKE_POLL_INTERVAL if getattr(ctx.config, "backend", "live") == "fake" else live
+
+
+def poll_snapshot(
+    ctx,
+    conids,
+    fields: str,
+    settled,
+    *,
+    interval: float,
+    polls: int | None = None,
+    deadline: float | None = None,
+    keep=(),
+) -> dict[int, dict]:
+    """Field values per conid from ``/iserver/marketdata/snapshot``, past IBKR's
+    pre-flight: the first call for a conid often answers only some fields (or none), so
+    the conids not yet ``settled(values)`` are asked again, ``interval`` seconds apart,
+    until every one is settled, ``polls`` calls were made, or the next call would pass
+    ``deadline`` (``time.monotonic()``). Values are kept by numeric field id (and the
+    keys in ``keep``); an empty value never overwrites one that arrived. ``ctx.call``
+    paces every call. A non-list answer is ``malformed-response``."""
+    import time
+
+    from .endpoints import SNAPSHOT
+    from .errors import Unavailable
+    from .parse import integer
+
+    values: dict[int, dict] = {c: {} for c in conids}
+    pending = list(values)
+    calls = 0
+    while pending:
+        if calls:
+            if polls is not None and calls >= polls:
+                break
+            if deadline is not None and time.monotonic() + interval > deadline:
+                break
+            time.sleep(interval)
+        calls += 1
+        data = ctx.call(SNAPSHOT, query={"conids": ",".join(map(str, pending)), "fields": fields})
+        if data is not None and not isinstance(data, list):
+            raise Unavailable(
+                "unexpected answer from /iserver/marketdata/snapshot", reason="malformed-response"
+            )
+        for entry in data or []:
+            if not isinstance(entry, dict):
+                continue
+            conid = integer(entry.get("conid"))
+            if conid not in values:
+                continue
+            got = values[conid]
+            for key, value in entry.items():
+                if isinstance(key, str) and (key.isdigit() or key in keep):
+                    if value not in (None, ""):
+                        got[key] = value
+        pending = [c for c in pending if not settled(values[c])]
+    return values

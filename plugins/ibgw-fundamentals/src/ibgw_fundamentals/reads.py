@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import html
 import re
-import time
 
 from marshmallow import Schema, fields
 
-from ibgw.errors import NotServed, Unavailable, UsageError
+from ibgw.contracts import poll_snapshot
+from ibgw.errors import NotServed, UsageError
 from ibgw.parse import integer, number
 from ibgw.runner import not_entitled
 
@@ -417,24 +417,19 @@ def snapshot_rows(ctx, section: str, conid: int, shown: str) -> list[dict]:
             reason="not-served",
             tried=[SNAPSHOT.key],
         )
-    query = {"conids": str(conid), "fields": ",".join([*wanted, "6509"])}
     interval = FAKE_INTERVAL if getattr(ctx.config, "backend", "live") == "fake" else POLL_INTERVAL
-    values: dict[str, str] = {}
-    for poll in range(SNAPSHOT_POLLS):
-        if poll:
-            time.sleep(interval)
-        data = ctx.call(SNAPSHOT, query=query)
-        if data is not None and not isinstance(data, list):
-            raise Unavailable(
-                "unexpected answer from /iserver/marketdata/snapshot", reason="malformed-response"
-            )
-        for entry in data or []:
-            if isinstance(entry, dict) and integer(entry.get("conid")) == conid:
-                values.update({k: v for k, v in entry.items() if k in wanted or k == "6509"})
-        if any(values.get(f) not in (None, "") for f in wanted):
-            break
-        if str(values.get("6509") or "").startswith("N"):
-            raise not_entitled(f"market data for {shown} (snapshot availability 'N')")
+
+    def arrived(v: dict) -> bool:
+        return any(v.get(f) not in (None, "") for f in wanted)
+
+    def settled(v: dict) -> bool:  # fields arrived, or not entitled: waiting will not help
+        return arrived(v) or str(v.get("6509") or "").startswith("N")
+
+    fields = ",".join([*wanted, "6509"])
+    values = poll_snapshot(ctx, [conid], fields, settled, interval=interval, polls=SNAPSHOT_POLLS)
+    values = values[conid]
+    if not arrived(values) and str(values.get("6509") or "").startswith("N"):
+        raise not_entitled(f"market data for {shown} (snapshot availability 'N')")
     rows = []
     for field_id, label in wanted.items():
         value = values.get(field_id)

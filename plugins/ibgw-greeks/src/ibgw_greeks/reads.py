@@ -20,6 +20,7 @@ from ibgw.contracts import month_key as _month_key
 from ibgw.contracts import parse_month as _parse_month
 from ibgw.contracts import parse_right as _parse_right
 from ibgw.contracts import poll_interval as _interval
+from ibgw.contracts import poll_snapshot as _poll_snapshot
 from ibgw.contracts import strike_list as _strike_list
 from ibgw.contracts import strike_text as _strike_text
 from ibgw.contracts import text_value as _text
@@ -222,30 +223,9 @@ def poll_snapshot(ctx, conids: list[int]) -> dict[int, dict]:
     """Field values per conid, re-polling past the pre-flight until every conid has
     greeks, says it will not (6509 ``N...``), is not an option, or SNAPSHOT_POLLS
     calls were made."""
-    values: dict[int, dict] = {c: {} for c in conids}
-    pending = list(conids)
-    interval = _interval(ctx, POLL_INTERVAL)
-    for poll in range(SNAPSHOT_POLLS):
-        if poll:
-            time.sleep(interval)
-        data = ctx.call(SNAPSHOT, query={"conids": ",".join(map(str, pending)), "fields": FIELDS})
-        if data is not None and not isinstance(data, list):
-            raise Unavailable(
-                "unexpected answer from /iserver/marketdata/snapshot", reason="malformed-response"
-            )
-        for entry in data or []:
-            if not isinstance(entry, dict):
-                continue
-            conid = integer(entry.get("conid"))
-            if conid not in values:
-                continue
-            for key, value in entry.items():
-                if isinstance(key, str) and key.isdigit() and value not in (None, ""):
-                    values[conid][key] = value
-        pending = [c for c in pending if not _settled(values[c])]
-        if not pending:
-            break
-    return values
+    return _poll_snapshot(
+        ctx, conids, FIELDS, _settled, interval=_interval(ctx, POLL_INTERVAL), polls=SNAPSHOT_POLLS
+    )
 
 
 def _settled(v: dict) -> bool:

@@ -22,7 +22,7 @@ import time
 from marshmallow import Schema, fields
 
 from ibgw import Result
-from ibgw.contracts import join_limited, poll_interval, text_value
+from ibgw.contracts import join_limited, poll_interval, poll_snapshot, text_value
 from ibgw.errors import NotServed, Unavailable, UsageError
 from ibgw.parse import integer, number, price_flag
 from ibgw.runner import not_entitled
@@ -226,32 +226,9 @@ def _settled(v: dict) -> bool:
 
 
 def _poll_chunk(ctx, conids: list[int], deadline: float, interval: float) -> dict[int, dict]:
-    values: dict[int, dict] = {c: {} for c in conids}
-    pending = list(conids)
-    first = True
-    while pending:
-        if not first:
-            if time.monotonic() + interval > deadline:
-                break
-            time.sleep(interval)
-        first = False
-        data = ctx.call(SNAPSHOT, query={"conids": ",".join(map(str, pending)), "fields": FIELDS})
-        if data is not None and not isinstance(data, list):
-            raise Unavailable(
-                "unexpected answer from /iserver/marketdata/snapshot", reason="malformed-response"
-            )
-        for entry in data or []:
-            if not isinstance(entry, dict):
-                continue
-            conid = integer(entry.get("conid"))
-            if conid not in values:
-                continue
-            for key, value in entry.items():
-                if isinstance(key, str) and (key.isdigit() or key == "_updated"):
-                    if value not in (None, ""):
-                        values[conid][key] = value
-        pending = [c for c in pending if not _settled(values[c])]
-    return values
+    return poll_snapshot(
+        ctx, conids, FIELDS, _settled, interval=interval, deadline=deadline, keep=("_updated",)
+    )
 
 
 def _iso_ms(ms) -> str | None:
