@@ -19,13 +19,12 @@ import re
 
 from marshmallow import Schema, fields
 
-from ibgw.cache import age_text
+from ibgw.cache import once_per_window
 from ibgw.errors import Unavailable
 
 from . import ALLOCATION, PA_PERFORMANCE, PERIOD_ALIASES, PNL
 
 PA_WINDOW = 900.0  # IBKR: /pa/performance once per 15 minutes
-WINDOW_REASONS = ("paced", "rate-limited")  # the window (ours or IBKR's 429) forbids a new call
 BREAKDOWNS = (("asset-class", "assetClass"), ("sector", "sector"), ("group", "group"))
 
 
@@ -164,30 +163,16 @@ def fetch_performance(ctx, period="1M", account=None):
     acct = ctx.account(account)
     # the account id lives only inside the key, which DiskCache hashes into the file name
     key = ctx.cache_key("pa-performance", acct, period)
-    window = "IBKR allows one performance report per 15 minutes"
-
-    cached = ctx.cache.get(key, PA_WINDOW)
-    if cached is not None:
-        report, age = cached
-        ctx.note(f"cached {age_text(age)} ago: {window}")
-        return _performance_rows(ctx, report, period)
-    try:
-        data = ctx.call(PA_PERFORMANCE, body={"acctIds": [acct], "period": period})
-    except Unavailable as exc:
-        if exc.reason not in WINDOW_REASONS:
-            raise
-        stale = ctx.cache.get(key)
-        if stale is None:
-            raise Unavailable(
-                f"{window}, and none is cached for {period}",
-                reason=exc.reason,
-                hint=exc.hint,
-            ) from None
-        report, age = stale
-        ctx.note(f"{window}: showing the report cached {age_text(age)} ago")
-        return _performance_rows(ctx, report, period)
-    report = parse_performance(data, acct)
-    ctx.cache.set(key, report)
+    report = once_per_window(
+        ctx,
+        key,
+        PA_WINDOW,
+        lambda: parse_performance(
+            ctx.call(PA_PERFORMANCE, body={"acctIds": [acct], "period": period}), acct
+        ),
+        rule="IBKR allows one performance report per 15 minutes",
+        missing=f"for {period}",
+    )
     return _performance_rows(ctx, report, period)
 
 

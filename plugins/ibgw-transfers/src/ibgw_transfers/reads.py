@@ -13,14 +13,13 @@ import re
 
 from marshmallow import Schema, fields
 
-from ibgw.cache import age_text
+from ibgw.cache import once_per_window
 from ibgw.errors import Unavailable, UsageError
 from ibgw.parse import number
 
 from . import PA_TRANSACTIONS
 
 PA_WINDOW = 900.0  # IBKR: /pa/transactions once per 15 minutes
-WINDOW_REASONS = ("paced", "rate-limited")  # the window (ours or IBKR's 429) forbids a new call
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _JAVA_DATE = re.compile(
     r"[A-Za-z]{3} ([A-Za-z]{3}) (\d{1,2}) \d{2}:\d{2}:\d{2} [A-Za-z+\-0-9:]{1,9} (\d{4})"
@@ -101,33 +100,15 @@ def fetch_transactions(ctx, symbol=None, conid=None, days=90, currency="USD", ac
     acct = ctx.account(account)
     # the account id lives only inside the key, which DiskCache hashes into the file name
     key = ctx.cache_key("pa-transactions", acct, conid, days, currency)
-    window = "IBKR allows one transactions report per 15 minutes"
-
-    cached = ctx.cache.get(key, PA_WINDOW)
-    if cached is not None:
-        report, age = cached
-        ctx.note(f"cached {age_text(age)} ago: {window}")
-        return _report_rows(ctx, report, shown, days)
-    try:
-        data = ctx.call(
-            PA_TRANSACTIONS,
-            body={"acctIds": [acct], "conids": [conid], "currency": currency, "days": days},
-        )
-    except Unavailable as exc:
-        if exc.reason not in WINDOW_REASONS:
-            raise
-        stale = ctx.cache.get(key)
-        if stale is None:
-            raise Unavailable(
-                f"{window}, and none is cached for {shown} over {days} days",
-                reason=exc.reason,
-                hint=exc.hint,
-            ) from None
-        report, age = stale
-        ctx.note(f"{window}: showing the report cached {age_text(age)} ago")
-        return _report_rows(ctx, report, shown, days)
-    report = parse_report(data)
-    ctx.cache.set(key, report)
+    body = {"acctIds": [acct], "conids": [conid], "currency": currency, "days": days}
+    report = once_per_window(
+        ctx,
+        key,
+        PA_WINDOW,
+        lambda: parse_report(ctx.call(PA_TRANSACTIONS, body=body)),
+        rule="IBKR allows one transactions report per 15 minutes",
+        missing=f"for {shown} over {days} days",
+    )
     return _report_rows(ctx, report, shown, days)
 
 
