@@ -95,9 +95,29 @@ class _Server:
         self.proc.wait()
 
 
+# ibgw is started from this small launcher, not from the benchmark process: a child's
+# ru_maxrss counts the memory of the process it was forked from (before exec), so a
+# benchmark runner grown by earlier benchmarks would otherwise set every figure's floor.
+LAUNCHER = r"""
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as fh:
+    fh.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def _run_once(url: str, env: dict) -> dict:
+    import tempfile
+
     argv = [venv_bin("ibgw"), "--backend", "live", "--gateway-url", url, "--timeout", "3"]
     argv += ["-o", "json", "accounts", "list"]
+    rss_fd, rss_path = tempfile.mkstemp(prefix="ibgw-bench-rss-")
+    os.close(rss_fd)
+    argv = [sys.executable, "-c", LAUNCHER, rss_path, *argv]
     started = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out_bytes = 0
@@ -112,9 +132,11 @@ def _run_once(url: str, env: dict) -> dict:
     while chunk := proc.stdout.read(1 << 16):
         out_bytes += len(chunk)
     t.join()
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.wait()
     wall = time.perf_counter() - started
+    with open(rss_path, encoding="ascii") as fh:
+        rss_kib = int(fh.read() or 0)
+    os.unlink(rss_path)
     reason = None
     try:
         reason = json.loads(err)["error"]["reason"]
@@ -122,7 +144,7 @@ def _run_once(url: str, env: dict) -> dict:
         pass
     return {
         "wall_s": wall,
-        "rss_mib": usage.ru_maxrss / 1024,
+        "rss_mib": rss_kib / 1024,
         "exit": proc.returncode,
         "stdout_bytes": out_bytes,
         "reason": reason,
