@@ -232,6 +232,17 @@ class CategoryGroup(click.Group):
             super().format_usage(ctx, formatter)
 
 
+class _AnyCaseChoice(click.Choice):
+    """A read's choices in any case on the command line (``--sec-type ind``); the read
+    gets the declared spelling, and help and errors show it."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str):
+            folded = value.casefold()
+            value = next((c for c in self.choices if str(c).casefold() == folded), value)
+        return super().convert(value, param, ctx)
+
+
 def read_command(read) -> click.Command:
     """Build the click command for a ``Read``; parameters are validated by the
     runner so CLI and MCP check input identically."""
@@ -253,7 +264,7 @@ def read_command(read) -> click.Command:
                 )
             )
         else:
-            kind = click.Choice(list(p.choices)) if p.type == "choice" else None
+            kind = _AnyCaseChoice(list(p.choices)) if p.type == "choice" else None
             params.append(
                 click.Option(
                     [p.option_name, p.name],

@@ -312,7 +312,12 @@ def _context_class():
             return bound[self][0].cache_key(*parts)
 
         def call(self, endpoint, **kw):
-            return bound[self][1].call(endpoint, **kw)
+            answer = bound[self][1].call(endpoint, **kw)
+            if endpoint.path == "/tickle" and isinstance(answer, dict) and "session" in answer:
+                # the tickle's session is the websocket credential: it stays in the core
+                # (ctx.websocket() opens the socket with it); the plugin gets the rest
+                answer = {k: v for k, v in answer.items() if k != "session"}
+            return answer
 
         def websocket(self, timeout: float | None = None):
             """The gateway's websocket, opened by the core (:mod:`ibgw.websocket`):
