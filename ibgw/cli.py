@@ -237,7 +237,7 @@ class _AnyCaseChoice(click.Choice):
     gets the declared spelling, and help and errors show it."""
 
     def convert(self, value, param, ctx):
-        if isinstance(value, str):
+        if isinstance(value, str) and value not in self.choices:
             folded = value.casefold()
             value = next((c for c in self.choices if str(c).casefold() == folded), value)
         return super().convert(value, param, ctx)

@@ -169,7 +169,7 @@ def test_allocation_of_the_second_account(cli):
         ("portfolio", "pnl", "--account", "U0000000"),
         ("portfolio", "allocation", "--account", "DU1234567/../x"),
         ("portfolio", "allocation", "--by", "country"),
-        ("portfolio", "performance", "--period", "1m"),
+        ("portfolio", "performance", "--period", "2W"),
         ("portfolio", "performance", "--account", "U0000000"),
     ],
 )
