@@ -448,7 +448,7 @@ def _fetch_contained(fetch, ctx, values: dict, auditor, command: str):
     the facade (a request that skipped its checks, a websocket message refused) is
     audited as ``denied`` at once, and a read that met one ends ``PolicyRefused``
     (exit 6) even if the plugin caught the exception and returned rows."""
-    from .transport import _REFUSAL_SINK
+    from .policy import _REFUSAL_SINK
 
     hits: list[str] = []
 

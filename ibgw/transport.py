@@ -27,7 +27,7 @@ import weakref
 from dataclasses import dataclass, field
 
 from .errors import PolicyRefused
-from .policy import _REFUSAL_SINK, refused  # noqa: F401 - re-exported: where reads meet it
+from .policy import check_request, refused
 
 # TransportError kinds, each mapped by the gateway to an ``unavailable`` reason.
 REFUSED = "gateway-down"  # connection refused, DNS failure, host unreachable
@@ -157,8 +157,8 @@ class Transport:
     paced = True
 
     def __init__(self):
-        from .policy import check_request  # by reference, now: later rebinding is moot
-
+        # check_request is held by reference (imported with this module): rebinding
+        # ibgw.policy's names later is refused, and would not reach this check anyway
         redeem = _issue(self)
         own_send = type(self).send
         deliver = self._deliver if own_send is Transport.send else own_send.__get__(self)

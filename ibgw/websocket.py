@@ -434,7 +434,7 @@ def open_for(gateway, config, timeout: float | None = None) -> Websocket:
     """Open the gateway's websocket for a read, through its facade ``gateway``
     (core-internal: plugins call ``ctx.websocket()``)."""
     from .endpoints import ISERVER_ACCOUNTS
-    from .transport import refused
+    from .policy import refused
 
     gateway._prime("iserver-accounts", ISERVER_ACCOUNTS)
     session = _session_secret(gateway)
